@@ -1,0 +1,12 @@
+"""Lakeforge: a self-hosted platform for the whole life of ML models and GenAI applications."""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The SDK is imported lazily so `import lakeforge` stays cheap for the server and CLI.
+    if name == "Client":
+        from lakeforge.client import Client
+
+        return Client
+    raise AttributeError(name)

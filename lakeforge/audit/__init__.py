@@ -1,0 +1,1 @@
+"""The audit log: one record per API request, allowed or denied."""

@@ -1,0 +1,1 @@
+"""The governed catalog: securables, privileges and the one access function."""

@@ -1,0 +1,145 @@
+"""The one door: `authorize(principal, privilege, securable)` decides every access in Lakeforge.
+
+Rules (Unity Catalog's model):
+- Metastore admins (members of the `admins` group) may do everything.
+- The owner of an object, or of any container above it, holds every privilege on it, MANAGE included.
+- A privilege granted on a catalog or schema applies to everything inside it.
+- ALL_PRIVILEGES implies every privilege except MANAGE.
+- Anything inside a catalog also needs USE_CATALOG on it; anything inside a schema needs USE_SCHEMA.
+- BROWSE (see an object's metadata) is held by anyone holding any privilege that applies to the object.
+- Objects outside the catalog tree (secret scopes, serving endpoints, experiments) have ACL levels
+  where a higher level implies the lower ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from lakeforge.audit.context import note_securable
+from lakeforge.catalog.privileges import ACL_LADDERS, CATALOG_TREE, Kind, P, implied_by_acl
+from lakeforge.catalog.store import GrantRow
+from lakeforge.errors import PermissionDenied
+from lakeforge.identity.principal import Principal
+from lakeforge.store import Database
+
+METASTORE_ID = "metastore"
+
+
+@dataclass(frozen=True)
+class Securable:
+    """What an access decision is about: an object with its owner and its chain of containers."""
+
+    kind: Kind
+    id: str
+    full_name: str
+    owner_id: str | None = None
+    parent: Securable | None = None
+
+    def chain(self) -> list[Securable]:
+        """Outermost container first, this object last."""
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out[::-1]
+
+
+METASTORE = Securable(Kind.METASTORE, METASTORE_ID, "metastore")
+
+
+class AccessControl:
+    def __init__(self, db: Database, cache_seconds: float = 2.0):
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._grants: dict[str, tuple[float, int, dict[tuple[str, str], frozenset[str]]]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """Called after any change to grants, owners or group membership."""
+        with self._lock:
+            self._generation += 1
+            self._grants.clear()
+
+    # ---- the decision --------------------------------------------------------------------------
+    def authorize(self, principal: Principal, privilege: P, securable: Securable) -> None:
+        """Raise PermissionDenied unless `principal` holds `privilege` on `securable`."""
+        note_securable(securable.full_name)
+        missing = self._missing(principal, privilege, securable)
+        if missing is not None:
+            raise PermissionDenied(_denial(principal, *missing))
+
+    def allowed(self, principal: Principal, privilege: P, securable: Securable) -> bool:
+        return self._missing(principal, privilege, securable) is None
+
+    def _missing(self, principal: Principal, privilege: P, securable: Securable) -> tuple[P, Securable] | None:
+        """None when allowed; otherwise the privilege that is lacking and where."""
+        if principal.is_admin:
+            return None
+        held = self._held(principal)
+        ids = principal.identity_ids
+        if securable.kind not in CATALOG_TREE:
+            return None if self._acl_allowed(privilege, securable, held, ids) else (privilege, securable)
+        chain = securable.chain()
+        # Container usage rules: USE_CATALOG on the catalog, USE_SCHEMA on the schema.
+        for depth, node in enumerate(chain[:-1]):
+            use = {Kind.CATALOG: P.USE_CATALOG, Kind.SCHEMA: P.USE_SCHEMA}.get(node.kind)
+            if use is not None and not self._has(chain[: depth + 1], use, held, ids):
+                return use, node
+        if any(node.owner_id in ids for node in chain):
+            return None
+        if privilege == P.BROWSE:
+            ok = any(held.get((n.kind, n.id)) for n in chain)
+        else:
+            ok = any(self._grants_privilege(held.get((n.kind, n.id), ()), privilege) for n in chain)
+        return None if ok else (privilege, securable)
+
+    def _has(self, chain: list[Securable], privilege: P, held, ids) -> bool:
+        if any(n.owner_id in ids for n in chain):
+            return True
+        return any(self._grants_privilege(held.get((n.kind, n.id), ()), privilege) for n in chain)
+
+    @staticmethod
+    def _grants_privilege(granted: Iterable[str], privilege: P) -> bool:
+        granted = set(granted)
+        if privilege in granted:
+            return True
+        return P.ALL_PRIVILEGES in granted and privilege != P.MANAGE
+
+    def _acl_allowed(self, privilege: P, securable: Securable, held, ids) -> bool:
+        if securable.owner_id in ids:
+            return True
+        granted = implied_by_acl(securable.kind, set(held.get((securable.kind, securable.id), ())))
+        if privilege == P.BROWSE:
+            return bool(granted)
+        ladder = ACL_LADDERS.get(securable.kind, [])
+        return privilege in granted or (privilege == P.MANAGE and ladder and ladder[-1] in granted)
+
+    # ---- grants held by a principal, cached ----------------------------------------------------
+    def _held(self, principal: Principal) -> dict[tuple[str, str], frozenset[str]]:
+        now = time.monotonic()
+        hit = self._grants.get(principal.id)
+        if hit and hit[0] > now and hit[1] == self._generation:
+            return hit[2]
+        gen = self._generation
+        held: dict[tuple[str, str], set[str]] = {}
+        with self.db.read() as s:
+            rows = s.execute(select(GrantRow.securable_kind, GrantRow.securable_id, GrantRow.privilege)
+                             .where(GrantRow.principal_id.in_(principal.identity_ids)))
+            for kind, sid, priv in rows:
+                held.setdefault((kind, sid), set()).add(priv)
+        frozen = {k: frozenset(v) for k, v in held.items()}
+        with self._lock:
+            if gen == self._generation:
+                self._grants[principal.id] = (now + self.cache_seconds, gen, frozen)
+        return frozen
+
+
+def _denial(principal: Principal, privilege: P, securable: Securable) -> str:
+    what = "access" if privilege == P.BROWSE else privilege.value
+    return f"User '{principal.name}' does not have {what} on {securable.kind.value} '{securable.full_name}'"

@@ -1,0 +1,189 @@
+"""Shared logic for every catalog object: lookup by full name, the access chain, paging,
+creation, deletion and the wire fields all securables have in common."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from lakeforge import clock, names
+from lakeforge.catalog.access import Securable
+from lakeforge.catalog.privileges import Kind
+from lakeforge.catalog.store import GrantRow, SecurableRow
+from lakeforge.errors import InvalidParameter, NotFound, ResourceAlreadyExists
+from lakeforge.identity.principal import Principal
+from lakeforge.store import new_id
+
+LEVELS = {Kind.CATALOG: 1, Kind.SCHEMA: 2, Kind.TABLE: 3, Kind.VOLUME: 3, Kind.FUNCTION: 3,
+          Kind.REGISTERED_MODEL: 3}
+LABELS = {Kind.CATALOG: "Catalog", Kind.SCHEMA: "Schema", Kind.TABLE: "Table", Kind.VOLUME: "Volume",
+          Kind.FUNCTION: "Function", Kind.REGISTERED_MODEL: "Registered model"}
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[SecurableRow]
+    next_page_token: str | None
+
+
+def page_size(max_results: int | None, default: int, maximum: int) -> int:
+    """0 or absent means the server default; large values are clamped; negative is an error."""
+    if max_results is None or max_results == 0:
+        return default
+    if max_results < 0:
+        raise InvalidParameter("max_results must be greater than or equal to 0")
+    return min(max_results, maximum)
+
+
+def get_row(s: Session, kind: Kind, full_name: str) -> SecurableRow:
+    names.parse(full_name, LEVELS[kind], f"{LABELS[kind].lower()} name")
+    row = s.scalar(select(SecurableRow).where(SecurableRow.kind == kind.value, SecurableRow.full_name == full_name))
+    if row is None:
+        raise NotFound(f"{LABELS[kind]} '{full_name}' does not exist.")
+    return row
+
+
+def get_parent_row(s: Session, kind: Kind, catalog: str, schema: str | None = None) -> SecurableRow:
+    """The container a new object goes into: the catalog for schemas, the schema for leaves."""
+    if kind == Kind.SCHEMA:
+        return get_row(s, Kind.CATALOG, names.check_name(catalog, "catalog_name"))
+    names.check_name(catalog, "catalog_name")
+    names.check_name(schema, "schema_name")
+    get_row(s, Kind.CATALOG, catalog)
+    return get_row(s, Kind.SCHEMA, f"{catalog}.{schema}")
+
+
+def securable_of(s: Session, row: SecurableRow) -> Securable:
+    parent = securable_of(s, s.get(SecurableRow, row.parent_id)) if row.parent_id else None
+    return Securable(Kind(row.kind), row.id, row.full_name, row.owner_id, parent)
+
+
+def list_rows(s: Session, kind: Kind, parent_id: str | None, page_token: str | None, limit: int,
+              visible=None) -> Page:
+    """Children of `parent_id` in name order, `limit` at a time, filtered by `visible(row)`."""
+    q = select(SecurableRow).where(SecurableRow.kind == kind.value)
+    q = q.where(SecurableRow.parent_id == parent_id) if parent_id else q.where(SecurableRow.parent_id.is_(None))
+    if page_token:
+        q = q.where(SecurableRow.name > page_token)
+    q = q.order_by(SecurableRow.name)
+    out: list[SecurableRow] = []
+    last = None
+    # Read in chunks so filtering by visibility still fills a page.
+    for row in s.scalars(q.execution_options(yield_per=256)):
+        last = row.name
+        if visible is None or visible(row):
+            out.append(row)
+            if len(out) == limit:
+                break
+    more = len(out) == limit and last is not None and s.scalar(
+        select(SecurableRow.id).where(SecurableRow.kind == kind.value, SecurableRow.parent_id == parent_id,
+                                      SecurableRow.name > last).limit(1)) is not None
+    return Page(out, out[-1].name if more else None)
+
+
+def create_row(s: Session, kind: Kind, name: str, parent: SecurableRow | None, caller: Principal, *,
+               comment: str | None = None, properties: dict | None = None, storage_root: str | None = None,
+               storage_location: str | None = None, spec: dict | None = None,
+               row_id: str | None = None) -> SecurableRow:
+    names.check_name(name, "name")
+    full_name = names.join(parent.full_name if parent else None, name)
+    exists = s.scalar(select(SecurableRow.id).where(SecurableRow.kind == kind.value,
+                                                    SecurableRow.full_name == full_name))
+    if exists:
+        raise ResourceAlreadyExists(f"{LABELS[kind]} '{full_name}' already exists.")
+    now = clock.now()
+    row = SecurableRow(
+        id=row_id or new_id(), kind=kind.value, name=name, full_name=full_name,
+        catalog_name=parent.catalog_name if parent else name,
+        schema_name=(parent.name if parent and parent.kind == Kind.SCHEMA else (name if kind == Kind.SCHEMA else None)),
+        parent_id=parent.id if parent else None, owner_id=caller.id, comment=comment,
+        properties=dump_properties(properties), storage_root=storage_root, storage_location=storage_location,
+        spec=json.dumps(spec) if spec else None, created_at=now, created_by=caller.name, updated_at=now,
+        updated_by=caller.name,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def descendants(s: Session, row: SecurableRow) -> list[SecurableRow]:
+    """Everything inside `row` (schemas and their objects for a catalog, objects for a schema)."""
+    if row.kind == Kind.CATALOG:
+        return list(s.scalars(select(SecurableRow).where(SecurableRow.catalog_name == row.name,
+                                                         SecurableRow.id != row.id)))
+    if row.kind == Kind.SCHEMA:
+        return list(s.scalars(select(SecurableRow).where(SecurableRow.parent_id == row.id)))
+    return []
+
+
+def delete_rows(s: Session, rows: list[SecurableRow]) -> None:
+    ids = [r.id for r in rows]
+    s.execute(delete(GrantRow).where(GrantRow.securable_id.in_(ids)))
+    # Children first so foreign keys never dangle mid-statement.
+    for r in sorted(rows, key=lambda r: -r.full_name.count(".")):
+        s.delete(r)
+    s.flush()
+
+
+def rename(s: Session, row: SecurableRow, new_name: str, caller: Principal) -> None:
+    names.check_name(new_name, "new_name")
+    kind = Kind(row.kind)
+    old_full = row.full_name
+    new_full = names.join(old_full.rsplit(".", 1)[0] if "." in old_full else None, new_name)
+    if s.scalar(select(SecurableRow.id).where(SecurableRow.kind == row.kind, SecurableRow.full_name == new_full)):
+        raise ResourceAlreadyExists(f"{LABELS[kind]} '{new_full}' already exists.")
+    for child in descendants(s, row):
+        child.full_name = new_full + child.full_name[len(old_full):]
+        if kind == Kind.CATALOG:
+            child.catalog_name = new_name
+        elif kind == Kind.SCHEMA:
+            child.schema_name = new_name
+    row.name, row.full_name = new_name, new_full
+    if kind == Kind.CATALOG:
+        row.catalog_name = new_name
+    elif kind == Kind.SCHEMA:
+        row.schema_name = new_name
+    touch(row, caller)
+
+
+def touch(row: SecurableRow, caller: Principal) -> None:
+    row.updated_at = clock.now()
+    row.updated_by = caller.name
+
+
+def dump_properties(properties: dict | None) -> str | None:
+    if not properties:
+        return None
+    if not isinstance(properties, dict):
+        raise InvalidParameter("properties must be an object of string values")
+    # Clients rely on string values: coerce scalars, reject nested structures.
+    out = {}
+    for k, v in properties.items():
+        if isinstance(v, (dict, list)):
+            raise InvalidParameter(f"Property '{k}' must be a string")
+        out[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    return json.dumps(out)
+
+
+def load_json(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def common_fields(row: SecurableRow, owner_name: str | None) -> dict[str, Any]:
+    return {
+        "comment": row.comment,
+        "properties": load_json(row.properties) or None,
+        "owner": owner_name,
+        "created_at": clock.to_ms(row.created_at),
+        "created_by": row.created_by,
+        "updated_at": clock.to_ms(row.updated_at),
+        "updated_by": row.updated_by,
+    }
+
+
+__all__ = ["Page", "page_size", "get_row", "get_parent_row", "securable_of", "list_rows", "create_row",
+           "descendants", "delete_rows", "rename", "touch", "common_fields", "load_json"]

@@ -1,0 +1,1 @@
+"""The `lakeforge` command line (typer + rich), one module per area."""

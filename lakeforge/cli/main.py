@@ -1,0 +1,113 @@
+"""`lakeforge` entry point: `up` starts the server; the other commands talk to it over REST."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Lakeforge: ML and GenAI platform")
+
+
+@app.callback()
+def main() -> None:
+    """Lakeforge: ML and GenAI platform. Host and token come from LAKEFORGE_HOST / LAKEFORGE_TOKEN
+    or a profile file (~/.lakeforge/profiles.toml)."""
+
+
+@app.command()
+def up(
+    host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)"),
+    port: int = typer.Option(None, help="Port to listen on (default 8080)"),
+    home: Optional[Path] = typer.Option(None, help="Home directory (default ~/.lakeforge or LAKEFORGE_HOME)"),
+):
+    """Start the Lakeforge server on embedded defaults (SQLite, local storage)."""
+    from lakeforge.config import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "home": home}.items() if v is not None}
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _check_port(settings.host, settings.port)
+    from lakeforge.server.context import AppContext, check_writable
+    from lakeforge.errors import LakeforgeError
+
+    try:
+        check_writable(settings.home)
+    except LakeforgeError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(1)
+    serve(settings, AppContext(settings))
+
+
+def serve(settings, ctx) -> None:
+    import uvicorn
+
+    from lakeforge.server.app import create_app
+
+    asgi, api = create_app(settings, ctx)
+    config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+                            access_log=False, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets=None):
+        await original_startup(sockets=sockets)
+        if server.started:
+            _announce(settings, api.state.bootstrap)
+
+    server.startup = startup
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+def _announce(settings, boot) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    lines = [f"Lakeforge is up at {url}  (home: {settings.home})"]
+    if boot.admin_token:
+        lines.append(f"Bootstrap admin token (shown once, also in {boot.token_file}): {boot.admin_token}")
+    else:
+        lines.append(f"Admin token: {boot.token_file}")
+    lines.append(f"Try: LAKEFORGE_HOST={url} LAKEFORGE_TOKEN=$(cat {boot.token_file}) lakeforge catalogs list")
+    print("\n".join(lines), flush=True)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                typer.echo(f"error: port {port} on {host} is already in use; choose another with --port", err=True)
+                raise typer.Exit(1)
+            raise
+
+
+def _register_areas() -> None:
+    """Each CLI area lives in its own module exposing `app` (a typer.Typer) and `NAME`."""
+    import importlib
+
+    for module in _AREAS:
+        try:
+            mod = importlib.import_module(f"lakeforge.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name == f"lakeforge.cli.{module}":
+                continue
+            raise
+        app.add_typer(mod.app, name=mod.NAME, help=mod.__doc__)
+
+
+_AREAS = ["catalogs", "schemas", "tables", "volumes", "models", "grants", "users", "groups",
+          "service_principals", "tokens", "secrets", "audit", "lineage"]
+_register_areas()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,55 @@
+"""One Settings object for the whole platform (env prefix LAKEFORGE_), passed in, never a global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEFORGE_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".lakeforge")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # SQLite under `home` unless a URL is given (postgresql+psycopg://user@host/db).
+    database_url: str | None = None
+    # Local directory or file:// URI; defaults to `home`/storage.
+    storage_root: str | None = None
+    # Bootstrap admin token used at first start instead of a generated one.
+    admin_token: str | None = None
+    # Base64 32-byte key for secrets; otherwise a generated key file under `home`.
+    secrets_key: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    # fsync the audit write-ahead log before answering (survives machine crash, not only process crash).
+    audit_fsync: bool = True
+    audit_flush_seconds: float = 2.0
+    # How long authentication and grant lookups may be served from the in-process cache.
+    auth_cache_seconds: float = 2.0
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    log_level: str = "info"
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand_home(cls, v):
+        return Path(v).expanduser() if v else v
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'lakeforge.db'}"
+
+    @property
+    def storage_root_path(self) -> Path:
+        root = self.storage_root
+        if not root:
+            return self.home / "storage"
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        return Path(root).expanduser()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Identity: users, groups (nested), service principals and personal access tokens."""

@@ -1,0 +1,1 @@
+"""Lineage: edges source securable -> target securable, with the entity that made them."""

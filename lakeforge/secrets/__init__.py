@@ -1,0 +1,1 @@
+"""Secrets: scopes, encrypted values (AES-GCM), ACLs."""

@@ -1,0 +1,1 @@
+"""The ASGI application: composes every service's router, authentication, errors and audit."""

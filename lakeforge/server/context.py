@@ -1,0 +1,104 @@
+"""The application context: builds every service with its collaborators and runs start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakeforge.audit import log as audit_log
+from lakeforge.catalog.access import AccessControl
+from lakeforge.catalog.service import CatalogService
+from lakeforge.catalog.storage import ManagedStorage
+from lakeforge.catalog.system_tables import ensure_system_table
+from lakeforge.config import Settings
+from lakeforge.errors import LakeforgeError
+from lakeforge.identity.principal import USERS_GROUP
+from lakeforge.identity.service import IdentityService
+from lakeforge.store import Database
+from lakeforge.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+class HomeNotWritable(LakeforgeError):
+    error_code = "FAILED_PRECONDITION"
+
+
+@dataclass
+class Bootstrap:
+    admin_token: str | None  # set only at first start, to be shown once
+    token_file: Path
+
+
+class AppContext:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.home = settings.home
+        self.db = Database(settings.resolved_database_url)
+        self.identity = IdentityService(self.db, settings.auth_cache_seconds)
+        self.access = AccessControl(self.db, settings.auth_cache_seconds)
+        self.storage = ManagedStorage(settings.storage_root_path)
+        self.catalog = CatalogService(self.db, self.access, self.identity, self.storage,
+                                      settings.default_page_size, settings.max_page_size)
+        self.audit: audit_log.AuditLog | None = None
+        self.extensions: list = []  # services added by other packages register start/stop here
+
+    def start(self) -> Bootstrap:
+        check_writable(self.home)
+        self.storage.root.mkdir(parents=True, exist_ok=True)
+        upgrade(self.db, self.home)
+        boot = self._bootstrap()
+        with self.db.write() as s:
+            admin = self.identity.find_principal(s, "admin")
+            location = ensure_system_table(s, self.catalog, audit_log.TABLE, audit_log.SCHEMA, admin,
+                                           "Every API request, allowed or denied")
+        from lakeforge.catalog.storage import to_path
+
+        self.audit = audit_log.AuditLog(self.home / "wal" / "audit", to_path(location),
+                                        fsync=self.settings.audit_fsync,
+                                        flush_seconds=self.settings.audit_flush_seconds)
+        self.audit.start()
+        for ext in self.extensions:
+            ext.start()
+        return boot
+
+    def _bootstrap(self) -> Bootstrap:
+        token_file = self.home / "admin-token"
+        with self.db.write() as s:
+            admin, created = self.identity.ensure_admin(s)
+            users = self.identity.ensure_group(s, USERS_GROUP)
+            from lakeforge.identity.principal import Principal
+
+            self.catalog.bootstrap(s, Principal(id=admin.id, kind=admin.kind, name=admin.name), users.id)
+            token = None
+            if created:
+                token, _ = self.identity.issue_token(s, admin.id, comment="bootstrap admin token",
+                                                     value=self.settings.admin_token or None)
+        if token:
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            os.chmod(token_file, 0o600)
+        return Bootstrap(token, token_file)
+
+    def stop(self) -> None:
+        for ext in reversed(self.extensions):
+            try:
+                ext.stop()
+            except Exception:
+                log.exception("error stopping %s", ext)
+        if self.audit:
+            self.audit.close()
+        self.db.dispose()
+
+
+def check_writable(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise HomeNotWritable(f"Lakeforge home {home} is not writable: {e.strerror}") from None

@@ -1,0 +1,147 @@
+"""The outermost layer of every request: request id, body size limit, authentication, a durable
+audit record before the response starts, and a last line of defence against stack traces."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import orjson
+
+from lakeforge.audit import context as audit_context
+from lakeforge.errors import InternalError, LakeforgeError, RequestTooLarge, Unauthenticated
+
+log = logging.getLogger("lakeforge.server")
+
+PUBLIC = {("GET", "/health"), ("GET", "/.well-known/databricks-config"), ("HEAD", "/health")}
+SERVICES = [
+    ("/api/2.1/unity-catalog/permissions", "grants"),
+    ("/api/2.1/unity-catalog/", "unityCatalog"),
+    ("/api/2.0/preview/scim/", "identity"),
+    ("/api/2.0/token-management/", "tokens"),
+    ("/api/2.0/token/", "tokens"),
+    ("/api/2.0/secrets/", "secrets"),
+    ("/api/2.0/fs/", "files"),
+    ("/api/2.0/lineage", "lineage"),
+    ("/api/2.0/lakeforge/audit", "audit"),
+]
+
+
+def service_of(path: str) -> str:
+    for prefix, name in SERVICES:
+        if path.startswith(prefix):
+            return name
+    parts = [p for p in path.split("/") if p]
+    return parts[2] if len(parts) > 2 and parts[0] == "api" else (parts[0] if parts else "root")
+
+
+class PlatformMiddleware:
+    def __init__(self, app, ctx):
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        request_id = (headers.get(b"x-request-id") or b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        entry = audit_context.RequestAudit(request_id=request_id, service=service_of(scope["path"]))
+        token = audit_context.current.set(entry)
+        state = {"status": None, "error_code": None, "principal": None, "started": False}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+                if not (scope["method"], scope["path"]) in PUBLIC:
+                    await self._audit(scope, headers, entry, state, started)
+                state["started"] = True
+            await send(message)
+
+        try:
+            limit = self.ctx.settings.max_body_bytes
+            length = headers.get(b"content-length")
+            if length and length.isdigit() and int(length) > limit and not self._unlimited(scope):
+                raise RequestTooLarge(f"Request body is {int(length)} bytes; the limit is {limit} bytes")
+            if (scope["method"], scope["path"]) not in PUBLIC:
+                principal = self.ctx.identity.authenticate(_bearer(headers))
+                state["principal"] = principal
+                scope.setdefault("state", {})["principal"] = principal
+            receive = self._limited(receive, limit, scope)
+            await self.app(scope, receive, send_wrapper)
+        except LakeforgeError as e:
+            if state["started"]:
+                log.error("error after response started (request %s): %s", request_id, e.message)
+            else:
+                await self._error(send_wrapper, e, state)
+        except Exception:
+            log.exception("internal error (request %s)", request_id)  # the traceback stays in the log
+            if not state["started"]:
+                await self._error(send_wrapper, InternalError(
+                    f"Internal error; the server log has the details under request id {request_id}"), state)
+        finally:
+            audit_context.current.reset(token)
+
+    @staticmethod
+    def _unlimited(scope) -> bool:
+        # Volume file uploads stream to disk and are not bound by the JSON body limit.
+        return scope["path"].startswith("/api/2.0/fs/files/") and scope["method"] == "PUT"
+
+    def _limited(self, receive, limit: int, scope):
+        if self._unlimited(scope):
+            return receive
+        seen = 0
+
+        async def wrapped():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes")
+            return message
+
+        return wrapped
+
+    async def _error(self, send, e: LakeforgeError, state) -> None:
+        state["error_code"] = e.error_code
+        payload = orjson.dumps(e.body())
+        hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        hdrs += [(k.lower().encode(), v.encode()) for k, v in e.headers.items()]
+        await send({"type": "http.response.start", "status": e.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _audit(self, scope, headers, entry, state, started) -> None:
+        principal = state["principal"]
+        route = scope.get("route")
+        client = scope.get("client")
+        record = {
+            "ts": time.time_ns() // 1000,
+            "request_id": entry.request_id,
+            "principal": principal.name if principal else None,
+            "principal_id": principal.id if principal else None,
+            "service": entry.service,
+            "action": entry.action or (getattr(route, "name", None) if route else None) or "unknown",
+            "securable": entry.securable,
+            "http_method": scope["method"],
+            "path": scope["path"],
+            "status_code": state["status"],
+            "error_code": state["error_code"] or scope.get("lakeforge_error_code"),
+            "source_address": client[0] if client else None,
+            "user_agent": (headers.get(b"user-agent") or b"").decode("latin-1")[:256] or None,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        await self.ctx.audit.record(record)
+
+
+def _bearer(headers: dict) -> str | None:
+    value = (headers.get(b"authorization") or b"").decode("latin-1")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
+
+
+__all__ = ["PlatformMiddleware", "Unauthenticated"]

@@ -1,0 +1,94 @@
+"""Engine and transactions. Every mutation runs in one transaction: `with db.write() as s:`.
+
+SQLite runs in WAL mode and write transactions start with BEGIN IMMEDIATE, so two writers never
+interleave a read-modify-write (plain deferred transactions lose updates under concurrency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lakeforge.errors import AlreadyExists, LakeforgeError
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20,
+                           max_overflow=20)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, see _on_begin
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("lakeforge_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+        write_engine = self.engine.execution_options(lakeforge_write=True)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(write_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as s:
+            try:
+                yield s
+            finally:
+                s.rollback()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back everything on any error."""
+        with self._write() as s:
+            try:
+                yield s
+                s.commit()
+            except IntegrityError as e:
+                s.rollback()
+                raise AlreadyExists(_integrity_message(e)) from e
+            except BaseException:
+                s.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _integrity_message(e: IntegrityError) -> str:
+    text = str(e.orig).lower()
+    if "unique" in text or "duplicate" in text:
+        return "The object already exists"
+    return "The change conflicts with existing data"
+
+
+def is_lock_error(e: Exception) -> bool:
+    return isinstance(e, OperationalError) and "locked" in str(e).lower()
+
+
+__all__ = ["Database", "LakeforgeError"]

@@ -1,0 +1,44 @@
+"""Shared fixtures: real servers (SQLite and PostgreSQL) and real clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import Server, create_pg_database, drop_pg_database, start_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    """A Lakeforge server on SQLite, shared by the session."""
+    srv = start_server(tmp_path_factory.mktemp("lakeforge-sqlite"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Server:
+    """A Lakeforge server on the PostgreSQL running on this machine (a fresh database)."""
+    url, name = create_pg_database()
+    srv = start_server(tmp_path_factory.mktemp("lakeforge-pg"), database_url=url)
+    yield srv
+    srv.stop()
+    drop_pg_database(name)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def any_server(request) -> Server:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue("server" if request.param == "sqlite" else "pg_server")
+
+
+@pytest.fixture
+def admin(server):
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def unique():
+    import uuid
+
+    return lambda prefix="t": f"{prefix}_{uuid.uuid4().hex[:8]}"
