@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from lakeforge import clock, names
+from lakeforge.audit.context import note_securable
 from lakeforge.catalog.access import Securable
 from lakeforge.catalog.privileges import Kind
 from lakeforge.catalog.store import GrantRow, SecurableRow
@@ -40,6 +41,7 @@ def page_size(max_results: int | None, default: int, maximum: int) -> int:
 
 
 def get_row(s: Session, kind: Kind, full_name: str) -> SecurableRow:
+    note_securable(full_name)  # the audit log names what was asked for, even when it is missing
     names.parse(full_name, LEVELS[kind], f"{LABELS[kind].lower()} name")
     row = s.scalar(select(SecurableRow).where(SecurableRow.kind == kind.value, SecurableRow.full_name == full_name))
     if row is None:

@@ -17,9 +17,17 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Lakeforge: M
 
 
 @app.callback()
-def main() -> None:
-    """Lakeforge: ML and GenAI platform. Host and token come from LAKEFORGE_HOST / LAKEFORGE_TOKEN
-    or a profile file (~/.lakeforge/profiles.toml)."""
+def main(
+    host: Optional[str] = typer.Option(None, help="Server URL (else LAKEFORGE_HOST, a profile, or local)"),
+    token: Optional[str] = typer.Option(None, help="Access token (else LAKEFORGE_TOKEN or a profile)"),
+    profile: Optional[str] = typer.Option(None, help="Profile in ~/.lakeforge/profiles.toml"),
+) -> None:
+    """Lakeforge: ML and GenAI platform. Host and token come from --host/--token, LAKEFORGE_HOST /
+    LAKEFORGE_TOKEN, or a profile file (~/.lakeforge/profiles.toml); for a server started on this
+    machine with default settings, the bootstrap admin token is used."""
+    from lakeforge.cli._common import OPTIONS
+
+    OPTIONS.update(host=host, token=token, profile=profile)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakeforge.audit import log as audit_log
+from lakeforge.audit.service import AuditQueries
 from lakeforge.catalog.access import AccessControl
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage
@@ -60,6 +61,7 @@ class AppContext:
                                         fsync=self.settings.audit_fsync,
                                         flush_seconds=self.settings.audit_flush_seconds)
         self.audit.start()
+        self.audit_queries = AuditQueries(self.catalog, self.audit)
         for ext in self.extensions:
             ext.start()
         return boot

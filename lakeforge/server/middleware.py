@@ -67,7 +67,9 @@ class PlatformMiddleware:
             if length and length.isdigit() and int(length) > limit and not self._unlimited(scope):
                 raise RequestTooLarge(f"Request body is {int(length)} bytes; the limit is {limit} bytes")
             if (scope["method"], scope["path"]) not in PUBLIC:
+                entry.action = "authenticate"  # replaced by the route's name once authenticated
                 principal = self.ctx.identity.authenticate(_bearer(headers))
+                entry.action = None
                 state["principal"] = principal
                 scope.setdefault("state", {})["principal"] = principal
             receive = self._limited(receive, limit, scope)
