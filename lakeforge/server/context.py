@@ -10,6 +10,9 @@ from pathlib import Path
 from lakeforge.audit import log as audit_log
 from lakeforge.audit.service import AuditQueries
 from lakeforge.catalog.access import AccessControl
+from lakeforge.catalog.functions import FunctionService
+from lakeforge.catalog.model_versions import ModelVersionService
+from lakeforge.catalog.models import RegisteredModelService
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage
 from lakeforge.catalog.system_tables import ensure_system_table
@@ -43,6 +46,9 @@ class AppContext:
         self.storage = ManagedStorage(settings.storage_root_path)
         self.catalog = CatalogService(self.db, self.access, self.identity, self.storage,
                                       settings.default_page_size, settings.max_page_size)
+        self.functions = FunctionService(self.catalog)
+        self.models = RegisteredModelService(self.catalog)
+        self.model_versions = ModelVersionService(self.models)
         self.audit: audit_log.AuditLog | None = None
         self.extensions: list = []  # services added by other packages register start/stop here
 
