@@ -12,7 +12,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from lakeforge import clock
-from lakeforge.errors import InvalidParameter, NotFound, PermissionDenied, ResourceAlreadyExists, Unauthenticated
+from lakeforge.errors import (InvalidParameter, NotFound, PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist,
+                              Unauthenticated)
 from lakeforge.identity import tokens as tokenlib
 from lakeforge.identity.principal import ADMINS_GROUP, USERS_GROUP, Principal
 from lakeforge.identity.store import GROUP, SERVICE_PRINCIPAL, USER, GroupMemberRow, PrincipalRow, TokenRow
@@ -20,6 +21,13 @@ from lakeforge.store import Database, new_id
 
 log = logging.getLogger(__name__)
 KINDS = (USER, GROUP, SERVICE_PRINCIPAL)
+
+
+def require_admin(principal: Principal, action: str = "manage users, groups, service principals and their tokens") -> None:
+    """The one check for identity administration: only metastore admins may do it."""
+    if not principal.is_admin:
+        raise PermissionDenied(f"Only metastore admins (members of the '{ADMINS_GROUP}' group) may {action}; "
+                               f"'{principal.name}' is not one")
 
 
 class IdentityService:
@@ -171,10 +179,9 @@ class IdentityService:
 
     def revoke_token(self, s: Session, token_id: str, caller: Principal, *, any_owner: bool = False) -> None:
         row = s.get(TokenRow, token_id)
-        if row is None or row.revoked_at is not None:
-            raise NotFound(f"Token {token_id} does not exist")
-        if not any_owner and row.principal_id != caller.id:
-            raise PermissionDenied("Only the token's owner or an admin can revoke it")
+        # Someone else's token answers like an unknown one: token ids are not for guessing.
+        if row is None or row.revoked_at is not None or not (any_owner or row.principal_id == caller.id):
+            raise ResourceDoesNotExist(f"Token {token_id} does not exist")
         row.revoked_at = clock.now()
 
     # ---- bootstrap -----------------------------------------------------------------------------
