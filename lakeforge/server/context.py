@@ -20,6 +20,9 @@ from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
 from lakeforge.identity.principal import USERS_GROUP
 from lakeforge.identity.service import IdentityService
+from lakeforge.lineage.service import LineageService
+from lakeforge.secrets.crypto import SecretCipher
+from lakeforge.secrets.service import SecretsService
 from lakeforge.store import Database
 from lakeforge.store.migrate import upgrade
 
@@ -51,6 +54,8 @@ class AppContext:
         self.model_versions = ModelVersionService(self.models)
         self.audit: audit_log.AuditLog | None = None
         self.extensions: list = []  # services added by other packages register start/stop here
+        self.secrets = SecretsService(self.db, self.access, self.identity, SecretCipher.from_settings(settings))
+        self.lineage = LineageService(self.db, self.access, self.catalog, settings).registered(self.extensions)
 
     def start(self) -> Bootstrap:
         check_writable(self.home)
