@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -72,6 +70,10 @@ def serve(settings, ctx) -> None:
             _announce(settings, api.state.bootstrap)
 
     server.startup = startup
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal through the
+    # handlers it found; with these in place a clean shutdown exits 0 instead of dying by signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     server.run()
     if not server.started:
         raise typer.Exit(1)
