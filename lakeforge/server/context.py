@@ -16,6 +16,8 @@ from lakeforge.catalog.models import RegisteredModelService
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage
 from lakeforge.catalog.system_tables import ensure_system_table
+from lakeforge.catalog.tables import TableService
+from lakeforge.catalog.volumes import VolumeService
 from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
 from lakeforge.identity.principal import USERS_GROUP
@@ -49,6 +51,7 @@ class AppContext:
         self.storage = ManagedStorage(settings.storage_root_path)
         self.catalog = CatalogService(self.db, self.access, self.identity, self.storage,
                                       settings.default_page_size, settings.max_page_size)
+        self.tables, self.volumes = TableService(self.catalog, self.home), VolumeService(self.catalog, self.home)
         self.functions = FunctionService(self.catalog)
         self.models = RegisteredModelService(self.catalog)
         self.model_versions = ModelVersionService(self.models)
