@@ -30,7 +30,9 @@ KIND = Kind.FUNCTION
 # FunctionInfo fields kept verbatim in the row's spec.
 SPEC_FIELDS = ("input_params", "data_type", "full_data_type", "return_params", "routine_body", "routine_definition",
                "routine_dependencies", "parameter_style", "is_deterministic", "sql_data_access", "is_null_call",
-               "security_type", "specific_name", "external_language", "properties")
+               "security_type", "specific_name", "external_language", "properties",
+               # Databricks fields outside the UC spec; spec clients ignore unknown fields.
+               "external_name", "sql_path")
 
 
 class FunctionService:

@@ -78,6 +78,8 @@ class CreateFunction(_Wire):
     comment: str | None = None
     properties: str | dict[str, Any] | None = None
     external_language: str | None = None
+    external_name: str | None = None
+    sql_path: str | None = None
 
 
 class CreateFunctionRequest(_Wire):
