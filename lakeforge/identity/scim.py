@@ -8,6 +8,7 @@ writes it; PATCH is "render, apply the operations to the rendered resource, writ
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -269,6 +270,9 @@ def apply_patch(kind: str, resource: dict[str, Any], operations: list[PatchOpera
             continue
         attr, filt, sub = _split_path(kind, op.path)
         touched.add(attr)
+        if op.value is None and op.op != "remove" and attr == "active" and sub is None:
+            # databricks-sdk's Patch.as_dict drops falsy values: `value=False` arrives as no value at all.
+            op = dataclasses.replace(op, value=False)
         if filt is None and sub is None:
             _set_whole(kind, doc, attr, op.value, op.op)
         elif filt is None:

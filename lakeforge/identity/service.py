@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from datetime import timedelta
@@ -21,6 +22,15 @@ from lakeforge.store import Database, new_id
 
 log = logging.getLogger(__name__)
 KINDS = (USER, GROUP, SERVICE_PRINCIPAL)
+
+
+def new_principal_id(s: Session) -> str:
+    """A numeric id, like Databricks' principal ids: databricks-sdk reads a token's owner_id and
+    created_by_id as int64, and 16 digits stay exact as JavaScript numbers."""
+    while True:
+        pid = str(10**15 + secrets.randbelow(2**53 - 10**15))
+        if s.get(PrincipalRow, pid) is None:
+            return pid
 
 
 def require_admin(principal: Principal, action: str = "manage users, groups, service principals and their tokens") -> None:
@@ -109,7 +119,7 @@ class IdentityService:
             label = {USER: "User", GROUP: "Group", SERVICE_PRINCIPAL: "Service principal"}[kind]
             raise ResourceAlreadyExists(f"{label} '{name}' already exists")
         now = clock.now()
-        row = PrincipalRow(id=new_id(), kind=kind, name=name, display_name=display_name or name, active=active,
+        row = PrincipalRow(id=new_principal_id(s), kind=kind, name=name, display_name=display_name or name, active=active,
                            external_id=external_id, attributes=json.dumps(attributes) if attributes else None,
                            created_at=now, updated_at=now)
         s.add(row)

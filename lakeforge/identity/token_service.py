@@ -47,7 +47,7 @@ class TokenService:
             rows = s.scalars(select(TokenRow).where(TokenRow.principal_id == principal.id,
                                                     TokenRow.revoked_at.is_(None))
                              .order_by(TokenRow.created_at, TokenRow.id)).all()
-        return {"token_infos": [_public_info(r) for r in rows if _valid(r)]}
+            return {"token_infos": [_public_info(r) for r in rows if _valid(r)]}
 
     def revoke_own(self, principal: Principal, token_id: str) -> None:
         with self.db.write() as s:
@@ -118,6 +118,11 @@ def _creator(row: TokenRow) -> str:
     return row.created_by or row.principal_id  # the bootstrap token has no creator but its owner
 
 
+def _number(principal_id: str) -> int | str:
+    # Databricks sends these ids as JSON numbers (int64); ids from before numeric ids stay strings.
+    return int(principal_id) if principal_id.isdigit() else principal_id
+
+
 def _load(s: Session, token_id: str) -> TokenRow:
     row = s.get(TokenRow, token_id)
     if row is None or not _valid(row):
@@ -133,5 +138,5 @@ def _public_info(row: TokenRow) -> dict[str, Any]:
 def _full_info(s: Session, row: TokenRow, names: dict[str, str] | None = None) -> dict[str, Any]:
     creator = _creator(row)
     name = (names or {}).get(creator) or s.scalar(select(PrincipalRow.name).where(PrincipalRow.id == creator))
-    return {**_public_info(row), "owner_id": row.principal_id, "created_by_id": creator,
+    return {**_public_info(row), "owner_id": _number(row.principal_id), "created_by_id": _number(creator),
             "created_by_username": name, "workspace_id": WORKSPACE_ID}
