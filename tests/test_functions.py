@@ -190,3 +190,38 @@ def test_bad_function_input_is_rejected(any_server, namespace):
             {"name": "x", "type_text": "decimal(10,2)"}, {"name": "y", "type_text": "string"}]}}})
         params = r.json()["input_params"]["parameters"]
         assert [(p["position"], p["type_name"]) for p in params] == [(0, "DECIMAL"), (1, "STRING")]
+
+
+def test_function_privileges(server, unique):
+    cat = unique("fpriv")
+    try:
+        user, token = server.new_user()
+    except httpx.HTTPStatusError as e:  # the SCIM API is not in this build yet
+        pytest.skip(f"no SCIM API to create users: {e.response.status_code}")
+    with uc_client(server) as admin:
+        admin.post("/catalogs", json={"name": cat}).raise_for_status()
+        admin.post("/schemas", json={"name": "s", "catalog_name": cat}).raise_for_status()
+        admin.post("/functions", json={"function_info": python_function(cat, "s", "theirs")}).raise_for_status()
+        admin.patch(f"/permissions/catalog/{cat}", json={"changes": [{"principal": user, "add": ["USE CATALOG"]}]}
+                    ).raise_for_status()
+        admin.patch(f"/permissions/schema/{cat}.s", json={"changes": [{"principal": user, "add": ["USE SCHEMA"]}]}
+                    ).raise_for_status()
+    with httpx.Client(base_url=server.url + UC, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        assert c.post("/functions", json={"function_info": python_function(cat, "s", "mine")}).status_code == 403
+        # Listed (BROWSE) but not readable without EXECUTE, and not deletable without MANAGE.
+        names = [f["name"] for f in c.get("/functions", params={"catalog_name": cat, "schema_name": "s"}).json()[
+            "functions"]]
+        assert names == ["theirs"]
+        assert c.get(f"/functions/{cat}.s.theirs").json()["error_code"] == "PERMISSION_DENIED"
+        with uc_client(server) as admin:
+            admin.patch(f"/permissions/function/{cat}.s.theirs", json={"changes": [
+                {"principal": user, "add": ["EXECUTE"]}]}).raise_for_status()
+            admin.patch(f"/permissions/schema/{cat}.s", json={"changes": [
+                {"principal": user, "add": ["CREATE FUNCTION"]}]}).raise_for_status()
+        assert c.get(f"/functions/{cat}.s.theirs").status_code == 200
+        assert c.delete(f"/functions/{cat}.s.theirs").status_code == 403
+        mine = c.post("/functions", json={"function_info": python_function(cat, "s", "mine")})
+        assert mine.status_code == 200 and mine.json()["owner"] == user
+        assert c.delete(f"/functions/{cat}.s.mine").status_code == 200
+    with uc_client(server) as admin:
+        admin.delete(f"/catalogs/{cat}", params={"force": "true"}).raise_for_status()

@@ -461,3 +461,71 @@ def test_mlflow_registers_loads_and_deletes_a_sklearn_model(server, unique, tmp_
         mlflow.set_tracking_uri(None)
         with uc_client(server) as c:
             c.delete(f"/catalogs/{cat}", params={"force": "true"})
+
+
+# ---- privileges ----------------------------------------------------------------------------------
+def new_user_or_skip(server: Server) -> tuple[str, str]:
+    try:
+        return server.new_user()
+    except httpx.HTTPStatusError as e:  # the SCIM API is not in this build yet
+        pytest.skip(f"no SCIM API to create users: {e.response.status_code}")
+
+
+def test_model_privileges(server, unique):
+    cat = unique("priv")
+    user, token = new_user_or_skip(server)
+    with uc_client(server) as admin:
+        admin.post("/catalogs", json={"name": cat}).raise_for_status()
+        admin.post("/schemas", json={"name": "s", "catalog_name": cat}).raise_for_status()
+        admin.post("/models", json={"name": "m", "catalog_name": cat, "schema_name": "s"}).raise_for_status()
+        new_version(admin, cat, "s", "m", files={"f": b"x"})
+    full = f"{cat}.s.m"
+
+    def grant(kind, name, *privs):
+        with uc_client(server) as admin:
+            admin.patch(f"/permissions/{kind}/{name}", json={"changes": [{"principal": user, "add": list(privs)}]}
+                        ).raise_for_status()
+
+    version_req = {"catalog_name": cat, "schema_name": "s", "model_name": "m", "source": "s"}
+    cred = {"catalog_name": cat, "schema_name": "s", "model_name": "m", "version": 1}
+    with httpx.Client(base_url=server.url + UC, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        assert c.get(f"/models/{full}").json()["error_code"] == "PERMISSION_DENIED"
+        assert full not in {m["full_name"] for m in c.get("/models").json().get("registered_models", [])}
+        assert c.get("/models", params={"catalog_name": cat}).status_code == 403
+
+        grant("catalog", cat, "USE CATALOG")
+        grant("schema", f"{cat}.s", "USE SCHEMA")
+        # Visible in lists (BROWSE), but reading the model takes EXECUTE.
+        assert [m["full_name"] for m in c.get("/models", params={"catalog_name": cat}).json()["registered_models"]] == [full]
+        assert c.get(f"/models/{full}").status_code == 403
+        assert c.get(f"/models/{full}/versions/1").status_code == 403
+        assert c.post("/temporary-model-version-credentials", json={**cred, "operation": "READ_MODEL_VERSION"}
+                      ).status_code == 403
+
+        grant("registered_model", full, "EXECUTE")
+        assert c.get(f"/models/{full}").status_code == 200
+        assert c.get(f"/models/{full}/versions").json()["model_versions"][0]["version"] == 1
+        assert c.get(f"/models/{full}/versions/1/verify").json()["verified"] is True
+        assert c.post("/temporary-model-version-credentials", json={**cred, "operation": "READ_MODEL_VERSION"}
+                      ).status_code == 200
+        # EXECUTE does not let a user change the model, its aliases or its versions.
+        assert c.patch(f"/models/{full}", json={"comment": "mine"}).status_code == 403
+        assert c.put(f"/models/{full}/aliases/a", json={"version_num": 1}).status_code == 403
+        assert c.delete(f"/models/{full}/versions/1").status_code == 403
+        assert c.post("/models/versions", json=version_req).status_code == 403
+        assert c.post("/models", json={"name": "own", "catalog_name": cat, "schema_name": "s"}).status_code == 403
+
+        # CREATE_MODEL on the schema: new versions of any model there, and models of one's own.
+        grant("schema", f"{cat}.s", "CREATE MODEL")
+        v = c.post("/models/versions", json=version_req)
+        assert v.status_code == 200 and v.json()["created_by"] == user
+        pending = {**cred, "version": v.json()["version"], "operation": "READ_WRITE_MODEL_VERSION"}
+        assert c.post("/temporary-model-version-credentials", json=pending).status_code == 200
+        assert c.patch(f"/models/{full}/versions/{v.json()['version']}/finalize", json={}).status_code == 200
+        own = c.post("/models", json={"name": "own", "catalog_name": cat, "schema_name": "s"}).json()
+        assert own["owner"] == user
+        c.post("/models/versions", json={**version_req, "model_name": "own"}).raise_for_status()
+        assert c.put(f"/models/{cat}.s.own/aliases/best", json={"version_num": 1}).status_code == 200
+        assert c.delete(f"/models/{cat}.s.own", params={"force": "true"}).status_code == 200
+    with uc_client(server) as admin:
+        admin.delete(f"/catalogs/{cat}", params={"force": "true"}).raise_for_status()

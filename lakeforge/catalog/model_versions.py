@@ -62,8 +62,8 @@ class ModelVersionService:
             version = bump_version(model, latest)
             version_id = new_id()
             now = clock.now()
-            row = ModelVersionRow(id=version_id, model_id=model.id, version=version, source=source, run_id=run_id or None,
-                                  status=PENDING, comment=comment,
+            row = ModelVersionRow(id=version_id, model_id=model.id, version=version, source=source,
+                                  run_id=run_id or None, status=PENDING, comment=comment,
                                   storage_location=f"{model.storage_location.rstrip('/')}/versions/{version_id}",
                                   created_at=now, created_by=caller.name, updated_at=now, updated_by=caller.name)
             s.add(row)
@@ -91,7 +91,9 @@ class ModelVersionService:
     def list(self, caller: Principal, full_name: str, max_results: int | None = None, page_token: str | None = None,
              include_aliases: bool = False) -> dict:
         limit = self.catalog.page_size(max_results)
-        after = parse_version(page_token) if page_token else 0
+        if page_token and not page_token.isdigit():
+            raise InvalidParameter(f"Invalid page_token '{page_token}'")
+        after = int(page_token) if page_token else 0  # the token is the last version number sent
         with self.db.read() as s:
             model = get_model(s, full_name)
             self.catalog.check(s, caller, P.EXECUTE, model)
@@ -157,11 +159,6 @@ class ModelVersionService:
             # Hashing inside a read transaction blocks no writer (WAL on SQLite, MVCC on PostgreSQL).
             summary = verify_manifest(row, f"{full_name}/{number}")
         return {"full_name": full_name, "version": number, "verified": True, **summary}
-
-    def load_verified(self, caller: Principal, full_name: str, version: Any) -> dict:
-        """For model loaders (serving, evaluation): the version's info once its files are verified."""
-        self.verify(caller, full_name, version)
-        return self.get(caller, full_name, version)
 
     def credentials(self, caller: Principal, catalog_name: str, schema_name: str, model_name: str, version: Any,
                     operation: str | None) -> dict:

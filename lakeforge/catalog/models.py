@@ -221,7 +221,8 @@ class RegisteredModelService:
             sec.touch(model, caller)
 
 
-def page_by_full_name(s: Session, q, page_token: str | None, limit: int, visible) -> tuple[list[SecurableRow], str | None]:
+def page_by_full_name(s: Session, q, page_token: str | None, limit: int,
+                      visible) -> tuple[list[SecurableRow], str | None]:
     """One page of `q` in full-name order, filtered by `visible`; the token is the last full name."""
     if page_token:
         q = q.where(SecurableRow.full_name > page_token)
