@@ -27,7 +27,7 @@ def list_catalogs(request: Request, max_results: int | None = None, page_token: 
 
 
 @router.get("/catalogs/{name}", name="catalogs.get")
-def get_catalog(request: Request, name: str):
+async def get_catalog(request: Request, name: str):
     return ok(_svc(request).get_catalog(caller(request), name))
 
 

@@ -60,7 +60,7 @@ def serve(settings, ctx) -> None:
 
     asgi, api = create_app(settings, ctx)
     config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
-                            access_log=False, timeout_graceful_shutdown=10)
+                            access_log=False, timeout_graceful_shutdown=10, proxy_headers=False)
     server = uvicorn.Server(config)
     original_startup = server.startup
 

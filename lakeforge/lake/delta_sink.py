@@ -22,13 +22,17 @@ log = logging.getLogger(__name__)
 
 class DeltaSink:
     def __init__(self, wal: WriteAheadLog, table_path: Path, schema: pa.Schema, app_id: str,
-                 to_rows: Callable[[list[dict]], list[dict]] | None = None, partition_by: list[str] | None = None,
-                 on_commit: Callable[[int], None] | None = None):
+                 to_table: Callable[[bytes], pa.Table] | None = None, partition_by: list[str] | None = None,
+                 on_commit: Callable[[int], None] | None = None,
+                 to_rows: Callable[[list[dict]], list[dict]] | None = None):
+        """`to_table` turns a segment's newline-delimited JSON into an Arrow table of `schema`;
+        or `to_rows` maps parsed records to row dicts; by default the records are the rows."""
         self.wal = wal
         self.table_path = table_path
         self.schema = schema
         self.app_id = app_id
         self.to_rows = to_rows or (lambda records: records)
+        self.to_table = to_table or self._rows_table
         self.partition_by = partition_by
         self.on_commit = on_commit
         self._lock = threading.Lock()
@@ -45,17 +49,23 @@ class DeltaSink:
                 if seq <= done_upto:
                     self.wal.drop(seq)
                     continue
-                rows = self.to_rows(list(self.wal.read(seq)))
-                if rows:
-                    table = pa.Table.from_pylist(rows, schema=self.schema)
+                data = self.wal.read_bytes(seq)
+                table = self.to_table(data) if data else None
+                if table is not None and table.num_rows:
                     write_deltalake(str(self.table_path), table, mode="append", partition_by=self.partition_by,
                                     commit_properties=CommitProperties(
                                         app_transactions=[Transaction(app_id=self.app_id, version=seq)]))
-                    written += len(rows)
+                    written += table.num_rows
                     if self.on_commit:
-                        self.on_commit(len(rows))
+                        self.on_commit(table.num_rows)
                 self.wal.drop(seq)
             return written
+
+    def _rows_table(self, data: bytes) -> pa.Table:
+        import orjson
+
+        rows = self.to_rows([orjson.loads(line) for line in data.splitlines() if line])
+        return pa.Table.from_pylist(rows, schema=self.schema)
 
     def _committed_version(self) -> int:
         try:

@@ -36,8 +36,10 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        immediate = conn.get_execution_options().get("lakeforge_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Writes take the write lock up front. Reads run in autocommit: each statement sees a
+        # consistent snapshot, and skipping BEGIN/ROLLBACK round trips keeps hot reads cheap.
+        if conn.get_execution_options().get("lakeforge_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
