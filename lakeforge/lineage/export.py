@@ -162,4 +162,4 @@ class LineageExport:
         return {v for v in table.column("edge_id").to_pylist() if v is not None}
 
 
-__all__ = ["LineageExport", "TABLE", "SCHEMA", "to_record"]
+__all__ = ["SCHEMA", "TABLE", "LineageExport", "to_record"]

@@ -247,4 +247,4 @@ def _edge_info(row: LineageEdgeRow) -> dict:
             "event_time": clock.to_ms(row.created_at), "created_by": row.created_by}
 
 
-__all__ = ["LineageService", "parse_node", "CATALOG_TYPES"]
+__all__ = ["CATALOG_TYPES", "LineageService", "parse_node"]

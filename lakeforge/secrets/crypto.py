@@ -105,4 +105,4 @@ def load_or_create_key_file(path: Path) -> bytes:
     return decode_key(path.read_text(), str(path))
 
 
-__all__ = ["SecretCipher", "SecretsKeyError", "KEY_FILE"]
+__all__ = ["KEY_FILE", "SecretCipher", "SecretsKeyError"]

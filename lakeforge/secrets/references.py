@@ -8,6 +8,7 @@ the principal on whose behalf the config runs. Errors name the reference, never 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -56,8 +57,8 @@ class SecretReferences:
         if refs:
             with self.secrets.db.read() as s:
                 for scope, key in refs:
-                    row = self._guard(scope, key, lambda: self.secrets.authorized_scope(
-                        s, principal, scope, P.READ))
+                    with _about(scope, key):
+                        row = self.secrets.authorized_scope(s, principal, scope, P.READ)
                     if s.get(SecretRow, (row.id, key)) is None:
                         raise InvalidParameter(f"Secret reference {_label(scope, key)}: secret '{key}' does not "
                                                f"exist in scope '{scope}'")
@@ -70,7 +71,8 @@ class SecretReferences:
             return text
         values: dict[tuple[str, str], str] = {}
         for scope, key in refs:
-            raw = self._guard(scope, key, lambda: self.secrets.reveal(principal, scope, key))
+            with _about(scope, key):
+                raw = self.secrets.reveal(principal, scope, key)
             try:
                 values[(scope, key)] = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -78,15 +80,16 @@ class SecretReferences:
                                        "text, and cannot be substituted into a configuration") from None
         return REFERENCE.sub(lambda m: values[(m.group(1), m.group(2))], text)
 
-    @staticmethod
-    def _guard(scope: str, key: str, fn):
-        """Run a lookup; a missing scope or key becomes a 400 naming the reference, a denial a 403."""
-        try:
-            return fn()
-        except NotFound as e:
-            raise InvalidParameter(f"Secret reference {_label(scope, key)}: {e.message}") from None
-        except PermissionDenied as e:
-            raise PermissionDenied(f"Secret reference {_label(scope, key)}: {e.message}") from None
+
+@contextlib.contextmanager
+def _about(scope: str, key: str):
+    """A missing scope or key becomes a 400 naming the reference; a denial stays a 403, named too."""
+    try:
+        yield
+    except NotFound as e:
+        raise InvalidParameter(f"Secret reference {_label(scope, key)}: {e.message}") from None
+    except PermissionDenied as e:
+        raise PermissionDenied(f"Secret reference {_label(scope, key)}: {e.message}") from None
 
 
-__all__ = ["SecretReferences", "find_references", "REFERENCE"]
+__all__ = ["REFERENCE", "SecretReferences", "find_references"]

@@ -268,4 +268,4 @@ class SecretsService:
         return sorted(items, key=lambda item: item["principal"])
 
 
-__all__ = ["SecretsService", "ScopeAlreadyExists", "MAX_VALUE_BYTES"]
+__all__ = ["MAX_VALUE_BYTES", "ScopeAlreadyExists", "SecretsService"]
