@@ -170,6 +170,7 @@ def test_bad_function_input_is_rejected(any_server, namespace):
             {**base, "input_params": {"parameters": [{"name": "a", "type_text": "int", "type_name": "WHATEVER"}]}},
             {**base, "input_params": {"parameters": [{"name": "a", "type_text": "int"}, {"name": "a", "type_text": "int"}]}},
             {**base, "name": "bad.name"},
+            {**base, "input_params": {"parameters": [{"name": "a", "type_text": ""}]}},
             {k: v for k, v in base.items() if k != "routine_body"},
         ]
         for case in cases:

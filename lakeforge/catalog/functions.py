@@ -122,6 +122,8 @@ def _parameters(params: list[dict], what: str) -> list[dict]:
     for i, p in enumerate(params):
         p = {k: v for k, v in p.items() if v is not None}
         name = p.get("name")
+        if not name or not p.get("type_text"):
+            raise InvalidParameter(f"{what}: parameter {i} needs a name and a type_text")
         if name in seen:
             raise InvalidParameter(f"{what}: duplicate parameter name '{name}'")
         seen.add(name)
