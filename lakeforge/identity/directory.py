@@ -279,9 +279,8 @@ class _Graph:
         if not direct_only:
             groups += [self._ref(g, False) for g in self._ancestors(row.id) - direct]
         members = [self._ref(m, True) for m in self.children.get(row.id, ())] if row.kind == GROUP else None
-        order = lambda r: (r.display.casefold(), r.id)  # noqa: E731
-        return scim.render(row, groups=sorted(groups, key=order),
-                           members=sorted(members, key=order) if members is not None else None)
+        return scim.render(row, groups=sorted(groups, key=_by_display),
+                           members=sorted(members, key=_by_display) if members is not None else None)
 
     def _ancestors(self, principal_id: str) -> set[str]:
         seen: set[str] = set()
@@ -294,6 +293,10 @@ class _Graph:
     def _ref(self, principal_id: str, direct: bool) -> scim.Ref:
         kind, display = self.info.get(principal_id, (USER, principal_id))
         return scim.Ref(principal_id, kind, display, direct)
+
+
+def _by_display(ref: scim.Ref) -> tuple[str, str]:
+    return ref.display.casefold(), ref.id
 
 
 def _info(s: Session, ids: set[str] | None) -> dict[str, tuple[str, str]]:

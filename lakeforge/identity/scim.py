@@ -101,9 +101,9 @@ def clean(attr: str, value: Any) -> Any:
 def _complex_value(attr: str, item: Any) -> dict[str, Any]:
     if isinstance(item, (str, int)) and not isinstance(item, bool):
         item = {"value": item}
-    if not isinstance(item, dict) or item.get("value") in (None, ""):
-        raise InvalidParameter(f"Each of '{attr}' needs a 'value', got {json.dumps(item)}")
-    out = {k: v for k, v in item.items() if isinstance(v, (str, int, bool)) and not isinstance(v, dict)}
+    if not isinstance(item, dict) or item.get("value") in (None, "") or isinstance(item["value"], (dict, list, bool)):
+        raise InvalidParameter(f"Each of '{attr}' needs a string 'value', got {json.dumps(item)}")
+    out = {k: v for k, v in item.items() if isinstance(v, (str, int, bool))}  # flat values only
     out["value"] = str(item["value"])
     return out
 
@@ -357,8 +357,9 @@ def _set_filtered(doc: dict, attr: str, filt: str, sub: str | None, op: PatchOpe
         return
     for item in matching:
         if sub is None:
+            replacement = _values(op.value)
             item.clear()
-            item.update(_values(op.value)[0] if op.value is not None else {})
+            item.update(replacement[0] if replacement else {})
         elif op.op == "remove":
             item.pop(sub, None)
         else:

@@ -20,6 +20,7 @@ from lakeforge.errors import InvalidParameter
 Predicate = Callable[[dict], bool]
 
 COMPARE = {"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"}
+MAX_DEPTH = 32  # nested parentheses and brackets; deeper is a mistake or an attack on the parser
 _TOKEN = re.compile(r'\s*(?:(\(|\)|\[|\])|("(?:[^"\\]|\\.)*")|([^\s()\[\]"]+))')
 # Resource-qualified paths ("urn:ietf:params:scim:schemas:core:2.0:User:userName") name the same attribute.
 _URN = re.compile(r"^urn:[^\s]*:", re.IGNORECASE)
@@ -107,6 +108,7 @@ class _Parser:
             self.tokens.append(("punct", punct) if punct else ("string", string) if string else ("word", word))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def fail(self, why: str):
         raise InvalidParameter(f"Invalid filter '{self.text}': {why}")
@@ -134,9 +136,13 @@ class _Parser:
             self.fail(f"expected '{punct}' but found '{text}'")
 
     def expression(self) -> Predicate:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"nested deeper than {MAX_DEPTH} levels")
         terms = [self.term()]
         while self.keyword("or"):
             terms.append(self.term())
+        self.depth -= 1
         return terms[0] if len(terms) == 1 else (lambda r: any(t(r) for t in terms))
 
     def term(self) -> Predicate:
