@@ -131,7 +131,8 @@ def test_bad_input(any_server):
     with pytest.raises(BadRequest):
         list(w.users.list(filter='userName xx "a"'))
     with any_server.client() as c:
-        for params in ({"filter": 'userName eq "unterminated'}, {"sortOrder": "sideways"}, {"count": "many"}):
+        for params in ({"filter": 'userName eq "unterminated'}, {"sortOrder": "sideways"}, {"count": "many"},
+                       {"filter": "(" * 200 + "userName pr" + ")" * 200}):
             r = c.get(f"{SCIM}/Users", params=params)
             assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", params
         for patch in ({}, {"Operations": [{"op": "explode", "path": "active"}]},
@@ -146,6 +147,26 @@ def test_bad_input(any_server):
         r = c.post(f"{SCIM}/Users", json={"userName": 42})
         assert r.status_code == 400
     w.users.delete(u.id)
+
+
+def test_provisioning_client_patch_forms(any_server):
+    """What IdP provisioning clients send: capitalised ops, booleans as strings, value-filter paths."""
+    with any_server.client() as c:
+        name = _email("idp")
+        u = c.post(f"{SCIM}/Users", json={"userName": name, "emails": [
+            {"value": name, "type": "work", "primary": True}, {"value": "old@example.com", "type": "home"}]})
+        assert u.status_code == 201
+        uid = u.json()["id"]
+        r = c.patch(f"{SCIM}/Users/{uid}", json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "active", "value": "False"},
+                           {"op": "replace", "path": 'emails[type eq "home"].value', "value": "new@example.com"},
+                           {"op": "Add", "value": {"name": {"familyName": "Provisioned"}}}]})
+        assert r.status_code == 200, r.text
+        body = c.get(f"{SCIM}/Users/{uid}").json()
+        assert body["active"] is False and body["name"] == {"familyName": "Provisioned"}
+        assert [e["value"] for e in body["emails"]] == [name, "new@example.com"]
+        assert c.delete(f"{SCIM}/Users/{uid}").json() == {}
 
 
 def test_groups_nesting_cycles_and_admin_through_nesting(any_server):
