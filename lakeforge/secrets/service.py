@@ -164,22 +164,21 @@ class SecretsService:
         check_name(key, "key")
         data = value_bytes(string_value, bytes_value)
         note_securable(f"{scope}/{key}")
-        for attempt in (1, 2):
-            try:
-                with self.db.write() as s:
-                    row = self.authorized_scope(s, caller, scope, P.WRITE)
-                    nonce, ciphertext = self.cipher.encrypt(row.id, key, data)
-                    secret = s.get(SecretRow, (row.id, key))
-                    if secret is None:
-                        s.add(SecretRow(scope_id=row.id, key=key, nonce=nonce, ciphertext=ciphertext,
-                                        updated_at=clock.now()))
-                    else:
-                        secret.nonce, secret.ciphertext, secret.updated_at = nonce, ciphertext, clock.now()
-                return {}
-            except AlreadyExists:  # a concurrent first put of the same key; the retry updates it
-                if attempt == 2:
-                    raise
+        try:
+            self._store(caller, scope, key, data)
+        except AlreadyExists:  # a concurrent first put of the same key won; this one becomes an update
+            self._store(caller, scope, key, data)
         return {}
+
+    def _store(self, caller: Principal, scope: str, key: str, data: bytes) -> None:
+        with self.db.write() as s:
+            row = self.authorized_scope(s, caller, scope, P.WRITE)
+            nonce, ciphertext = self.cipher.encrypt(row.id, key, data)  # a fresh nonce on every write
+            secret = s.get(SecretRow, (row.id, key))
+            if secret is None:
+                s.add(SecretRow(scope_id=row.id, key=key, nonce=nonce, ciphertext=ciphertext, updated_at=clock.now()))
+            else:
+                secret.nonce, secret.ciphertext, secret.updated_at = nonce, ciphertext, clock.now()
 
     def reveal(self, caller: Principal, scope: str, key: str) -> bytes:
         """The decrypted value, for a caller holding READ on the scope. The only way a value leaves."""
