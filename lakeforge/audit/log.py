@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from lakeforge.lake.delta_sink import DeltaSink
-from lakeforge.lake.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,9 @@ def _to_table(data: bytes) -> pa.Table:
 
 class AuditLog:
     def __init__(self, wal_dir: Path, table_path: Path, *, fsync: bool = True, flush_seconds: float = 2.0):
-        self.wal = WriteAheadLog(wal_dir, fsync=fsync)
         self.table_path = table_path
-        self.sink = DeltaSink(self.wal, table_path, SCHEMA, app_id="lakeforge-audit", to_table=_to_table)
+        self.sink = DeltaSink(wal_dir, table_path, SCHEMA, app_id="lakeforge-audit", fsync=fsync, to_table=_to_table)
+        self.wal = self.sink.wal
         self.flush_seconds = flush_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

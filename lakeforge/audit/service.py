@@ -54,7 +54,7 @@ class AuditQueries:
             con.register("audit", dataset)
             sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
             sql += " ORDER BY event_time DESC LIMIT ?"
-            rows = con.execute(sql, [*params, limit]).to_arrow_table().to_pylist()
+            rows = con.sql(sql, params=[*params, limit]).to_arrow_table().to_pylist()
         finally:
             con.close()
         for r in rows:

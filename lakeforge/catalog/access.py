@@ -6,7 +6,10 @@ Rules (Unity Catalog's model):
 - A privilege granted on a catalog or schema applies to everything inside it.
 - ALL_PRIVILEGES implies every privilege except MANAGE.
 - Anything inside a catalog also needs USE_CATALOG on it; anything inside a schema needs USE_SCHEMA.
-- BROWSE (see an object's metadata) is held by anyone holding any privilege that applies to the object.
+  Acting on a container itself (CREATE_TABLE on a schema, SELECT on a catalog) needs its USE too.
+- BROWSE (see an object's metadata) is held by anyone holding a privilege on the object, or one on a
+  container that applies to objects of its kind (SELECT on a schema reveals its tables; USE_CATALOG
+  alone reveals nothing inside the catalog).
 - Objects outside the catalog tree (secret scopes, serving endpoints, experiments) have ACL levels
   where a higher level implies the lower ones.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from lakeforge.audit.context import note_securable
-from lakeforge.catalog.privileges import ACL_LADDERS, CATALOG_TREE, Kind, P, implied_by_acl
+from lakeforge.catalog.privileges import ACL_LADDERS, CATALOG_TREE, REVEALS, USE_OF, Kind, P, implied_by_acl
 from lakeforge.catalog.store import GrantRow
 from lakeforge.errors import PermissionDenied
 from lakeforge.identity.principal import Principal
@@ -86,15 +89,20 @@ class AccessControl:
         if securable.kind not in CATALOG_TREE:
             return None if self._acl_allowed(privilege, securable, held, ids) else (privilege, securable)
         chain = securable.chain()
-        # Container usage rules: USE_CATALOG on the catalog, USE_SCHEMA on the schema.
-        for depth, node in enumerate(chain[:-1]):
-            use = {Kind.CATALOG: P.USE_CATALOG, Kind.SCHEMA: P.USE_SCHEMA}.get(node.kind)
+        # Container usage rules: USE_CATALOG on the catalog, USE_SCHEMA on the schema, including
+        # the object itself when it is a container and the privilege acts on its contents.
+        acts_inside = privilege not in (P.USE_CATALOG, P.USE_SCHEMA, P.BROWSE, P.MANAGE)
+        containers = chain if acts_inside else chain[:-1]
+        for depth, node in enumerate(containers):
+            use = USE_OF.get(node.kind)
             if use is not None and not self._has(chain[: depth + 1], use, held, ids):
                 return use, node
         if any(node.owner_id in ids for node in chain):
             return None
         if privilege == P.BROWSE:
-            ok = any(held.get((n.kind, n.id)) for n in chain)
+            reveals = REVEALS.get(securable.kind, set())
+            ok = bool(held.get((securable.kind, securable.id))) or any(
+                self._grants_any(held.get((n.kind, n.id), ()), reveals) for n in chain[:-1])
         else:
             ok = any(self._grants_privilege(held.get((n.kind, n.id), ()), privilege) for n in chain)
         return None if ok else (privilege, securable)
@@ -103,6 +111,11 @@ class AccessControl:
         if any(n.owner_id in ids for n in chain):
             return True
         return any(self._grants_privilege(held.get((n.kind, n.id), ()), privilege) for n in chain)
+
+    @staticmethod
+    def _grants_any(granted: Iterable[str], privileges: set[P]) -> bool:
+        granted = set(granted)
+        return bool(granted & privileges) or (P.ALL_PRIVILEGES in granted and bool(privileges))
 
     @staticmethod
     def _grants_privilege(granted: Iterable[str], privilege: P) -> bool:

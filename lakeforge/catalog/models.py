@@ -25,7 +25,7 @@ from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.store import ModelAliasRow, ModelVersionRow, SecurableRow
-from lakeforge.errors import InvalidParameter, LakeforgeError, NotFound
+from lakeforge.errors import InvalidParameter, NotFound
 from lakeforge.identity.principal import Principal
 from lakeforge.store import new_id
 
@@ -35,13 +35,6 @@ KIND = Kind.REGISTERED_MODEL
 # "latest" nor "v<digits>", which MLflow's `models:/name@alias` resolution reserves.
 _ALIAS = re.compile(r"^[\w\-]{1,255}$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+|\d+)$", re.IGNORECASE)
-
-
-class ModelHasVersions(LakeforgeError):
-    """Deleting a model that still has versions without force (the reference server's ABORTED)."""
-
-    error_code = "ABORTED"
-    status = 409
 
 
 def check_alias(alias: str | None) -> str:
@@ -164,15 +157,11 @@ class RegisteredModelService:
             return self.info(s, row)
 
     def delete(self, caller: Principal, full_name: str, force: bool = False) -> None:
-        """Without force a model with versions is refused (ABORTED), as on the reference server; with
-        force its versions, aliases, grants and files go with it."""
+        """The model goes with its versions, aliases, grants and files, as on Databricks and in
+        MLflow's registry (databricks-sdk has no force flag). `force` is accepted for UC clients."""
         with self.db.write() as s:
             row = get_model(s, full_name)
             self.catalog.check(s, caller, P.MANAGE, row)
-            count = len(s.scalars(select(ModelVersionRow.id).where(ModelVersionRow.model_id == row.id)).all())
-            if count and not force:
-                raise ModelHasVersions(f"Registered model '{full_name}' has {count} version(s); delete them "
-                                       f"first or use force=true")
             location = row.storage_location
             s.execute(delete(ModelAliasRow).where(ModelAliasRow.model_id == row.id))
             s.execute(delete(ModelVersionRow).where(ModelVersionRow.model_id == row.id))
@@ -249,5 +238,5 @@ def bump_version(model: SecurableRow, latest_existing: int | None) -> int:
     return version
 
 
-__all__ = ["RegisteredModelService", "ModelHasVersions", "check_alias", "get_model", "get_version", "aliases_of",
+__all__ = ["RegisteredModelService", "check_alias", "get_model", "get_version", "aliases_of",
            "parse_version", "bump_version", "page_by_full_name"]

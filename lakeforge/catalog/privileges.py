@@ -77,6 +77,19 @@ GRANTABLE: dict[Kind, set[P]] = {
     Kind.EXPERIMENT: {P.CAN_READ, P.CAN_EDIT, P.CAN_MANAGE},
 }
 
+# Privileges that, held on an object or inherited from a container, let a principal see the object.
+# USE_CATALOG on a catalog does not reveal its tables; SELECT on the catalog does.
+REVEALS: dict[Kind, set[P]] = {
+    Kind.SCHEMA: {P.USE_SCHEMA, *_SCHEMA_CREATE, *_DATA, P.MANAGE, P.ALL_PRIVILEGES},
+    Kind.TABLE: {P.SELECT, P.MODIFY, P.MANAGE, P.ALL_PRIVILEGES},
+    Kind.VOLUME: {P.READ_VOLUME, P.WRITE_VOLUME, P.MANAGE, P.ALL_PRIVILEGES},
+    Kind.FUNCTION: {P.EXECUTE, P.MANAGE, P.ALL_PRIVILEGES},
+    Kind.REGISTERED_MODEL: {P.EXECUTE, P.MANAGE, P.ALL_PRIVILEGES},
+}
+
+# Using a container: USE_CATALOG on catalogs, USE_SCHEMA on schemas.
+USE_OF = {Kind.CATALOG: P.USE_CATALOG, Kind.SCHEMA: P.USE_SCHEMA}
+
 # ACL levels: holding a higher level implies the lower ones.
 ACL_LADDERS: dict[Kind, list[P]] = {
     Kind.SECRET_SCOPE: [P.READ, P.WRITE, P.MANAGE],

@@ -47,10 +47,11 @@ def up(
 
     try:
         check_writable(settings.home)
-    except LakeforgeError as e:
+        ctx = AppContext(settings)
+    except LakeforgeError as e:  # e.g. an unwritable home or a malformed secrets key
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(1)
-    serve(settings, AppContext(settings))
+    serve(settings, ctx)
 
 
 def serve(settings, ctx) -> None:

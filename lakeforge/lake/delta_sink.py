@@ -1,8 +1,9 @@
-"""Moves sealed write-ahead-log segments into a Delta table exactly once.
+"""A Delta table fed through a write-ahead log, exactly once.
 
-Each segment is appended in one Delta commit that carries an application transaction
+Each sealed segment is appended in one Delta commit that carries an application transaction
 (app_id, segment number). After a crash, segments whose number is at or below the table's recorded
-transaction version were already committed and are only deleted, never appended twice.
+transaction version were already committed and are only deleted, never appended twice. The sink
+opens its own log so that new segments are always numbered past that version.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ log = logging.getLogger(__name__)
 
 
 class DeltaSink:
-    def __init__(self, wal: WriteAheadLog, table_path: Path, schema: pa.Schema, app_id: str,
+    def __init__(self, wal_dir: Path, table_path: Path, schema: pa.Schema, app_id: str, *, fsync: bool = False,
                  to_table: Callable[[bytes], pa.Table] | None = None, partition_by: list[str] | None = None,
                  on_commit: Callable[[int], None] | None = None,
                  to_rows: Callable[[list[dict]], list[dict]] | None = None):
         """`to_table` turns a segment's newline-delimited JSON into an Arrow table of `schema`;
         or `to_rows` maps parsed records to row dicts; by default the records are the rows."""
-        self.wal = wal
+        self.wal = WriteAheadLog(wal_dir, fsync=fsync, first_seq=committed_version(table_path, app_id) + 1)
         self.table_path = table_path
         self.schema = schema
         self.app_id = app_id
@@ -44,7 +45,7 @@ class DeltaSink:
             sealed = self.wal.seal()
             if not sealed:
                 return 0
-            done_upto = self._committed_version()
+            done_upto = committed_version(self.table_path, self.app_id)
             for seq in sealed:
                 if seq <= done_upto:
                     self.wal.drop(seq)
@@ -67,10 +68,11 @@ class DeltaSink:
         rows = self.to_rows([orjson.loads(line) for line in data.splitlines() if line])
         return pa.Table.from_pylist(rows, schema=self.schema)
 
-    def _committed_version(self) -> int:
-        try:
-            dt = DeltaTable(str(self.table_path))
-        except Exception:
-            return 0
-        version = dt.transaction_version(self.app_id)
-        return version or 0
+
+def committed_version(table_path: Path, app_id: str) -> int:
+    """The last segment number this app committed to the table (0 when none or no table yet)."""
+    try:
+        dt = DeltaTable(str(table_path))
+    except Exception:
+        return 0
+    return dt.transaction_version(app_id) or 0

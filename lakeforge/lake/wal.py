@@ -25,7 +25,9 @@ SUFFIX = ".wal"
 
 
 class WriteAheadLog:
-    def __init__(self, directory: Path, *, fsync: bool = True):
+    def __init__(self, directory: Path, *, fsync: bool = True, first_seq: int = 1):
+        """`first_seq`: the lowest number the next segment may take (a sink passes one past what
+        its table already holds, so numbering never restarts after a clean stop)."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -33,7 +35,7 @@ class WriteAheadLog:
         self._pending: deque[tuple[bytes, object]] = deque()
         self._closed = False
         existing = self.segments()
-        self._seq = (existing[-1] + 1) if existing else 1
+        self._seq = max(existing[-1] + 1 if existing else 1, first_seq)
         self._file = open(self._path(self._seq), "ab")
         self._records_in_active = 0
         self._thread = None

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.system_tables import ensure_system_table
 from lakeforge.lake.delta_sink import DeltaSink
-from lakeforge.lake.wal import SUFFIX, WriteAheadLog
+from lakeforge.lake.wal import WriteAheadLog
 from lakeforge.lineage.store import LineageEdgeRow
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,6 @@ def _to_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def _continue_numbering(wal_dir: Path, table_path: Path, app_id: str) -> None:
-    """WriteAheadLog numbers segments from 1 again when its directory is empty (after a clean stop),
-    while DeltaSink drops unread every segment numbered at or below the table's committed version:
-    edges written after a restart would be lost as "already committed". An empty segment numbered
-    just past the committed version makes the log continue from there; the first flush drops it."""
-    committed = DeltaTable(str(table_path)).transaction_version(app_id) or 0
-    wal_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(int(p.stem) for p in wal_dir.glob(f"*{SUFFIX}") if p.stem.isdigit())
-    if committed and (not existing or existing[-1] <= committed):
-        (wal_dir / f"{committed + 1:012d}{SUFFIX}").touch()
-
-
 class LineageExport:
     def __init__(self, db, catalog, wal_dir: Path, *, fsync: bool = True, flush_seconds: float = 2.0):
         self.db = db
@@ -96,9 +84,8 @@ class LineageExport:
             location = ensure_system_table(s, self.catalog, TABLE, SCHEMA, admin,
                                            "Lineage edges between assets, with the entity that made them")
         self.table_path = to_path(location)
-        _continue_numbering(self.wal_dir, self.table_path, APP_ID)
-        self.wal = WriteAheadLog(self.wal_dir, fsync=self.fsync)
-        self.sink = DeltaSink(self.wal, self.table_path, SCHEMA, app_id=APP_ID, to_rows=_to_rows)
+        self.sink = DeltaSink(self.wal_dir, self.table_path, SCHEMA, app_id=APP_ID, fsync=self.fsync, to_rows=_to_rows)
+        self.wal = self.sink.wal
         self.flush()
         self.reconcile()
         self._thread = threading.Thread(target=self._run, name="lineage-flusher", daemon=True)
