@@ -198,6 +198,13 @@ def test_external_table_registers_an_existing_delta_table(any_server, namespace,
             r = c.post("/tables", json={"name": "bad", "catalog_name": cat, "schema_name": sch,
                                         "table_type": "EXTERNAL", "storage_location": location})
             assert r.status_code == 400 and "not a Delta table" in r.json()["message"]
+        corrupt = tmp_path / "corrupt"
+        (corrupt / "_delta_log").mkdir(parents=True)
+        (corrupt / "_delta_log" / "00000000000000000000.json").write_text("garbage{")
+        r = c.post("/tables", json={"name": "bad", "catalog_name": cat, "schema_name": sch,
+                                    "table_type": "EXTERNAL", "storage_location": corrupt.as_uri()})
+        assert r.status_code == 400 and "Could not read the Delta table" in r.json()["message"]
+        assert "\n" not in r.json()["message"]
         managed = c.get(f"/catalogs/{cat}").json()["storage_location"]
         for location in (managed, any_server.home.as_uri(), "s3://bucket/x", None):
             r = c.post("/tables", json={"name": "bad", "catalog_name": cat, "schema_name": sch,
@@ -238,6 +245,12 @@ def test_bad_table_requests_get_4xx_in_the_error_shape(server, unique):
             ({**base, "storage_location": "/tmp/anywhere", "columns": [{"name": "a", "type_text": "int"}]}, 400,
              "staging"),
             ({"catalog_name": cat, "schema_name": "s"}, 400, "name"),
+            ({**base, "columns": [{"name": "a", "type_text": "int", "position": "first"}]}, 400, "position"),
+            ({**base, "columns": [{"name": "a", "type_text": "int", "comment": 5}]}, 400, "comment"),
+            ({**base, "columns": [{"name": "a", "type_text": "int", "partition_index": -1}]}, 400, "partition_index"),
+            ({**base, "columns": [{"name": "a", "type_text": "int"}, {"name": "b", "type_text": "int", "position": 1}],
+              "properties": {"nested": {"x": 1}}}, 400, "Property 'nested'"),
+            ({**base, "columns": "a int"}, 400, "columns"),
         ]
         for payload, status, words in cases:
             r = c.post(f"{UC}/tables", json=payload)
@@ -281,9 +294,16 @@ def test_bad_table_requests_get_4xx_in_the_error_shape(server, unique):
 def test_unitycatalog_client_tables_staging_and_credentials(any_server, namespace):
     from unitycatalog.client import ApiClient, Configuration, TablesApi, TemporaryCredentialsApi
     from unitycatalog.client.exceptions import ApiException, BadRequestException, NotFoundException
-    from unitycatalog.client.models import (ColumnInfo, ColumnTypeName, CreateStagingTable, CreateTable,
-                                            DataSourceFormat, GenerateTemporaryPathCredential,
-                                            GenerateTemporaryTableCredential, TableType)
+    from unitycatalog.client.models import (
+        ColumnInfo,
+        ColumnTypeName,
+        CreateStagingTable,
+        CreateTable,
+        DataSourceFormat,
+        GenerateTemporaryPathCredential,
+        GenerateTemporaryTableCredential,
+        TableType,
+    )
 
     cat, sch = namespace
 
@@ -417,7 +437,8 @@ def test_table_privileges(server, unique, tmp_path):
         assert names == ["mine", "secret"]
         assert c.get(f"/tables/{cat}.s.secret").status_code == 200
         assert c.get(f"/tables/{cat}.s.secret/exists").json() == {"table_exists": True}
-        assert c.post("/temporary-table-credentials", json={"table_id": table_id, "operation": "READ"}).status_code == 200
+        r = c.post("/temporary-table-credentials", json={"table_id": table_id, "operation": "READ"})
+        assert r.status_code == 200
         r = c.post("/temporary-table-credentials", json={"table_id": table_id, "operation": "READ_WRITE"})
         assert r.status_code == 403 and "MODIFY" in r.json()["message"]
         r = c.post("/temporary-table-credentials", json={"table_id": table_id, "operation": "WRITE"})
@@ -440,3 +461,21 @@ def test_table_privileges(server, unique, tmp_path):
         w.tables.delete(f"{cat}.s.secret")
     with server.client() as admin:
         admin.delete(f"{UC}/catalogs/{cat}", params={"force": "true"}).raise_for_status()
+
+
+def test_staging_and_credential_responses_match_spec(any_server, namespace):
+    cat, sch = namespace
+    rec = Recorder()
+    with uc_client(any_server, rec) as c:
+        staged = c.post("/staging-tables", json={"name": "st", "catalog_name": cat, "schema_name": sch}).json()
+        t = c.post("/tables", json={"name": "st", "catalog_name": cat, "schema_name": sch, "table_type": "MANAGED",
+                                    "data_source_format": "DELTA", "storage_location": staged["staging_location"],
+                                    "columns": [{"name": "a", "type_text": "int"}]}).json()
+        assert t["table_id"] == staged["id"]
+        assert not (file_path(t["storage_location"]) / "_lakeforge_staging.json").exists()
+        c.post("/temporary-table-credentials", json={"table_id": t["table_id"], "operation": "READ_WRITE"})
+        c.post("/temporary-path-credentials", json={"url": t["storage_location"], "operation": "PATH_READ_WRITE"})
+        c.get("/tables", params={"catalog_name": cat, "schema_name": sch, "max_results": 0})
+        c.delete(f"/tables/{cat}.{sch}.st")
+    assert not rec.failures, "\n".join(rec.failures)
+    assert len(rec.validated) == 6

@@ -247,8 +247,8 @@ def test_large_uploads_fall_back_from_multipart_to_one_put(server, volume, tmp_p
         assert len(started) == 3
 
 
-def test_raw_http_files_edge_cases(server, volume, tmp_path):
-    full, root, directory = volume
+def test_raw_http_files_edge_cases(server, volume):
+    _, root, _ = volume
     url = f"{FS}/files{root}"
     with server.client() as c:
         assert c.put(f"{url}/r.txt", content=b"0123456789").status_code == 200
@@ -343,9 +343,8 @@ def test_a_failed_upload_leaves_nothing(server, volume):
         yield b"x" * (2 * 1024 * 1024)
         raise RuntimeError("client gave up")
 
-    with server.client() as c:
-        with pytest.raises(Exception):
-            c.put(f"{FS}/files{root}/fail/deep/x.bin", content=body())
+    with server.client() as c, pytest.raises(RuntimeError):
+        c.put(f"{FS}/files{root}/fail/deep/x.bin", content=body())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(directory.iterdir()):
         time.sleep(0.1)
@@ -426,8 +425,12 @@ def test_volume_privileges_and_audit(server, volume, tmp_path):
 def test_unitycatalog_client_volumes_and_credentials(any_server, namespace):
     from unitycatalog.client import ApiClient, Configuration, TemporaryCredentialsApi, VolumesApi
     from unitycatalog.client.exceptions import BadRequestException, NotFoundException
-    from unitycatalog.client.models import (CreateVolumeRequestContent, GenerateTemporaryVolumeCredential,
-                                            UpdateVolumeRequestContent, VolumeType as UcVolumeType)
+    from unitycatalog.client.models import (
+        CreateVolumeRequestContent,
+        GenerateTemporaryVolumeCredential,
+        UpdateVolumeRequestContent,
+    )
+    from unitycatalog.client.models import VolumeType as UcVolumeType
 
     cat, sch = namespace
 

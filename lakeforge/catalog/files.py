@@ -54,7 +54,8 @@ def parse_path(path: str) -> VolumePath:
     """The path of a files API URL (already percent-decoded), e.g. `Volumes/c/s/v/dir/file.csv`."""
     shown = "/" + path.lstrip("/")
     if not path.startswith("Volumes/"):
-        raise InvalidParameter(f"Path '{shown}' is not a volume path: expected /Volumes/<catalog>/<schema>/<volume>/...")
+        raise InvalidParameter(f"Path '{shown}' is not a volume path: expected "
+                               "/Volumes/<catalog>/<schema>/<volume>/...")
     parts = path.split("/")[1:]
     if parts[-1] == "":  # a trailing slash names the same directory
         parts.pop()
@@ -266,5 +267,12 @@ def _entry(entry: os.DirEntry, vp: VolumePath, root: Path) -> dict | None:
             "last_modified": int(st.st_mtime * 1000), "name": entry.name}
 
 
-__all__ = ["VolumeFiles", "Upload", "FileStat", "parse_path", "PreconditionFailed", "RangeNotSatisfiable",
-           "NotImplementedHere"]
+__all__ = [
+    "FileStat",
+    "NotImplementedHere",
+    "PreconditionFailed",
+    "RangeNotSatisfiable",
+    "Upload",
+    "VolumeFiles",
+    "parse_path",
+]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -86,6 +87,20 @@ def check_external_location(s: Session, storage: ManagedStorage, uri: str | None
 
 
 # ---- columns -----------------------------------------------------------------------------------
+def check_columns(columns: list[dict] | None) -> list[dict]:
+    """Shape checks the type parser does not make: numbers where numbers go, text where text goes."""
+    for i, col in enumerate(columns or []):
+        label = col.get("name") or i
+        for key in ("position", "partition_index", "type_precision", "type_scale"):
+            value = col.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidParameter(f"Column '{label}': {key} must be a non-negative integer")
+        for key in ("name", "type_text", "type_name", "comment"):
+            if col.get(key) is not None and not isinstance(col[key], str):
+                raise InvalidParameter(f"Column '{label}': {key} must be a string")
+    return columns or []
+
+
 def columns_of(schema: pa.Schema, requested: list[dict] | None = None,
                partition_by: list[str] | None = None) -> list[dict]:
     """ColumnInfo for each field, keeping the comments of `requested` and marking partition columns."""
@@ -113,8 +128,9 @@ def read_delta(path: Path, uri: str) -> tuple[pa.Schema, list[str], dict[str, st
         dt = DeltaTable(str(path))
         meta = dt.metadata()
         return pa.schema(dt.schema().to_arrow()), list(meta.partition_columns), dict(meta.configuration or {})
-    except Exception as e:  # a corrupt or unreadable log is the caller's input problem
-        raise InvalidParameter(f"Could not read the Delta table at '{uri}': {e}") from None
+    except (DeltaError, OSError) as e:  # a corrupt or unreadable log is the caller's input problem
+        reason = (str(e).splitlines() or [type(e).__name__])[0]  # the kernel appends a backtrace
+        raise InvalidParameter(f"Could not read the Delta table at '{uri}': {reason}") from None
 
 
 def match_columns(requested: list[dict] | None, actual: pa.Schema, uri: str) -> None:
@@ -186,6 +202,7 @@ class TableService:
         note_securable(full_name)
         table_type = choice(table_type, TABLE_TYPES, "table_type")
         choice(data_source_format or "DELTA", ("DELTA",), "data_source_format")
+        columns = check_columns(columns)
         created: list[str] = []  # locations this call created, removed again if the commit fails
         staged: list[Path] = []  # staging markers to remove once the table is committed
         try:
@@ -379,4 +396,4 @@ class TableService:
         return empty_credential(to_uri(to_path(url)))
 
 
-__all__ = ["TableService", "register_managed_table", "check_external_location", "empty_credential", "choice"]
+__all__ = ["TableService", "check_external_location", "choice", "empty_credential", "register_managed_table"]
