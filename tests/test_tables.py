@@ -11,6 +11,7 @@ import httpx
 import pyarrow as pa
 import pytest
 from databricks.sdk.errors import NotFound, PermissionDenied
+from databricks.sdk.service.catalog import DataSourceFormat, TableType
 from deltalake import DeltaTable, write_deltalake
 
 from tests.harness import Server
@@ -214,6 +215,11 @@ def test_external_table_registers_an_existing_delta_table(any_server, namespace,
 
     # Readable through its catalog entry; dropping it leaves the data.
     w = any_server.workspace()
+    sdk_ext = tmp_path / "sdk"
+    write_external(sdk_ext)
+    made = w.tables.create(name="sdk_ext", catalog_name=cat, schema_name=sch, table_type=TableType.EXTERNAL,
+                           data_source_format=DataSourceFormat.DELTA, storage_location=sdk_ext.as_uri())
+    assert made.table_type == TableType.EXTERNAL and [col.name for col in made.columns] == ["k", "v", "p"]
     got = w.tables.get(f"{cat}.{sch}.events")
     assert DeltaTable(str(file_path(got.storage_location))).to_pyarrow_table().sort_by("k").column("v") == \
         data.column("v")

@@ -248,7 +248,7 @@ def test_large_uploads_fall_back_from_multipart_to_one_put(server, volume, tmp_p
 
 
 def test_raw_http_files_edge_cases(server, volume):
-    _, root, _ = volume
+    _, root, directory = volume
     url = f"{FS}/files{root}"
     with server.client() as c:
         assert c.put(f"{url}/r.txt", content=b"0123456789").status_code == 200
@@ -281,6 +281,11 @@ def test_raw_http_files_edge_cases(server, volume):
         r = c.delete(f"{FS}/directories{root}")
         assert r.status_code == 400 and "root" in r.json()["message"]
         assert c.put(f"{url}", content=b"x").status_code == 400  # the volume itself is not a file
+        assert c.put(f"{url}/.lf-upload-x", content=b"x").status_code == 400  # reserved for uploads in progress
+        # Uploads stream to disk: the JSON body limit (10 MB by default) does not apply.
+        big = os.urandom(11 * 1024 * 1024)
+        assert c.put(f"{url}/big.bin", content=big).status_code == 200
+        assert (directory / "big.bin").read_bytes() == big
 
         # Paging through a directory.
         for i in range(5):

@@ -151,6 +151,8 @@ class VolumeFiles:
         vp, root, target = self._locate(caller, path, P.WRITE_VOLUME)
         if not vp.parts:
             raise InvalidParameter(f"Path '{vp.wire}' is the volume itself; name a file inside it")
+        if vp.parts[-1].startswith(UPLOAD_PREFIX):
+            raise InvalidParameter(f"File names starting with '{UPLOAD_PREFIX}' are reserved for uploads in progress")
         if target.is_dir():
             raise AlreadyExists(f"'{vp.wire}' is a directory")
         if not overwrite and target.exists():
