@@ -257,7 +257,7 @@ def test_start_up_reexports_edges_missing_from_the_table(tmp_path):
 
     db = Database(settings.resolved_database_url)
     with db.engine.begin() as conn:  # the database row alone: the crash window
-        conn.execute(text("INSERT INTO lineage_edges (source_type, source_name, target_type, target_name, "
+        conn.execute(text("INSERT INTO lf_lineage_edges (source_type, source_name, target_type, target_name, "
                           "entity_type, entity_id, created_at, created_by) VALUES ('PATH', '/b', 'PATH', '/c', "
                           "'JOB_RUN', 'lost', CURRENT_TIMESTAMP, 'admin')"))
     db.dispose()

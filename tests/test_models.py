@@ -319,7 +319,7 @@ def test_credentials_refused_for_failed_versions_and_bad_operations(server, uniq
         missing = c.post("/temporary-model-version-credentials", json={**req, "version": 9, "operation": "READ_MODEL_VERSION"})
         assert missing.status_code == 404
         with sqlite3.connect(server.home / "lakeforge.db") as db:
-            db.execute("UPDATE model_versions SET status = 'FAILED_REGISTRATION' WHERE id = ?", (mv["id"],))
+            db.execute("UPDATE lf_model_versions SET status = 'FAILED_REGISTRATION' WHERE id = ?", (mv["id"],))
         for op in ("READ_MODEL_VERSION", "READ_WRITE_MODEL_VERSION"):
             r = c.post("/temporary-model-version-credentials", json={**req, "operation": op})
             assert r.status_code == 400 and "FAILED_REGISTRATION" in r.json()["message"]

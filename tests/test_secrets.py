@@ -53,7 +53,7 @@ def _secret_rows(server: Server, scope: str) -> dict[str, tuple[bytes, bytes]]:
     engine = _db_engine(server)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT s.key, s.nonce, s.ciphertext FROM secrets s JOIN secret_scopes c "
+            rows = conn.execute(text("SELECT s.key, s.nonce, s.ciphertext FROM lf_secrets s JOIN lf_secret_scopes c "
                                      "ON c.id = s.scope_id WHERE c.name = :n"), {"n": scope}).all()
         return {k: (bytes(n), bytes(c)) for k, n, c in rows}
     finally:
@@ -255,8 +255,8 @@ def test_values_are_encrypted_at_rest_and_bound_to_their_row(any_server):
     engine = _db_engine(any_server)
     try:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE secrets SET nonce = :n, ciphertext = :c WHERE key = 'two' AND scope_id = "
-                              "(SELECT id FROM secret_scopes WHERE name = :s)"), {"n": n1, "c": c1, "s": scope})
+            conn.execute(text("UPDATE lf_secrets SET nonce = :n, ciphertext = :c WHERE key = 'two' AND scope_id = "
+                              "(SELECT id FROM lf_secret_scopes WHERE name = :s)"), {"n": n1, "c": c1, "s": scope})
     finally:
         engine.dispose()
     with any_server.client() as c:

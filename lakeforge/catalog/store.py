@@ -14,7 +14,7 @@ from lakeforge.store.base import Base
 class SecurableRow(Base):
     """One row per catalog object. Type-specific fields live in `spec` (JSON)."""
 
-    __tablename__ = "securables"
+    __tablename__ = "lf_securables"
     __table_args__ = (
         UniqueConstraint("kind", "full_name"),
         Index("ix_securables_parent", "parent_id", "kind", "name"),
@@ -26,7 +26,7 @@ class SecurableRow(Base):
     full_name: Mapped[str] = mapped_column(String(800))
     catalog_name: Mapped[str] = mapped_column(String(255))
     schema_name: Mapped[str | None] = mapped_column(String(255))
-    parent_id: Mapped[str | None] = mapped_column(ForeignKey("securables.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("lf_securables.id", ondelete="CASCADE"))
     owner_id: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
     properties: Mapped[str | None] = mapped_column(Text)  # JSON object of strings
@@ -43,21 +43,21 @@ class GrantRow(Base):
     """A privilege held by a principal on a securable. `securable_kind` also covers non-catalog
     objects governed by the same access function (secret scopes, serving endpoints, experiments)."""
 
-    __tablename__ = "grants"
+    __tablename__ = "lf_grants"
     __table_args__ = (Index("ix_grants_principal", "principal_id"),)
 
     securable_kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     securable_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("lf_principals.id", ondelete="CASCADE"), primary_key=True)
     privilege: Mapped[str] = mapped_column(String(40), primary_key=True)
 
 
 class ModelVersionRow(Base):
-    __tablename__ = "model_versions"
+    __tablename__ = "lf_model_versions"
     __table_args__ = (UniqueConstraint("model_id", "version"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    model_id: Mapped[str] = mapped_column(ForeignKey("securables.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(ForeignKey("lf_securables.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     source: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(64))
@@ -72,8 +72,8 @@ class ModelVersionRow(Base):
 
 
 class ModelAliasRow(Base):
-    __tablename__ = "model_aliases"
+    __tablename__ = "lf_model_aliases"
 
-    model_id: Mapped[str] = mapped_column(ForeignKey("securables.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("lf_securables.id", ondelete="CASCADE"), primary_key=True)
     alias: Mapped[str] = mapped_column(String(255), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)

@@ -13,7 +13,7 @@ USER, GROUP, SERVICE_PRINCIPAL = "user", "group", "service_principal"
 
 
 class PrincipalRow(Base):
-    __tablename__ = "principals"
+    __tablename__ = "lf_principals"
     __table_args__ = (UniqueConstraint("kind", "name"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -30,18 +30,18 @@ class PrincipalRow(Base):
 
 
 class GroupMemberRow(Base):
-    __tablename__ = "group_members"
+    __tablename__ = "lf_group_members"
 
-    group_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
-    member_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("lf_principals.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("lf_principals.id", ondelete="CASCADE"), primary_key=True)
 
 
 class TokenRow(Base):
-    __tablename__ = "tokens"
+    __tablename__ = "lf_tokens"
     __table_args__ = (Index("ix_tokens_principal", "principal_id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    principal_id: Mapped[str] = mapped_column(ForeignKey("lf_principals.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

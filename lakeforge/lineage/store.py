@@ -11,7 +11,7 @@ from lakeforge.store.base import Base
 
 
 class LineageEdgeRow(Base):
-    __tablename__ = "lineage_edges"
+    __tablename__ = "lf_lineage_edges"
     __table_args__ = (
         Index("ix_lineage_source", "source_name"),
         Index("ix_lineage_target", "target_name"),

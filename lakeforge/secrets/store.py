@@ -11,7 +11,7 @@ from lakeforge.store.base import Base
 
 
 class SecretScopeRow(Base):
-    __tablename__ = "secret_scopes"
+    __tablename__ = "lf_secret_scopes"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -21,9 +21,9 @@ class SecretScopeRow(Base):
 
 
 class SecretRow(Base):
-    __tablename__ = "secrets"
+    __tablename__ = "lf_secrets"
 
-    scope_id: Mapped[str] = mapped_column(ForeignKey("secret_scopes.id", ondelete="CASCADE"), primary_key=True)
+    scope_id: Mapped[str] = mapped_column(ForeignKey("lf_secret_scopes.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

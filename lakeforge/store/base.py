@@ -35,6 +35,8 @@ class UTCDateTime(TypeDecorator):
 
 
 class Base(DeclarativeBase):
+    """Lakeforge tables are named `lf_*` so they can share a database with MLflow's tracking store."""
+
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime}
 

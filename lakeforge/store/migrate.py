@@ -15,6 +15,7 @@ from lakeforge.store.engine import Database
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x4C414B45  # "LAKE"
+VERSION_TABLE = "lakeforge_alembic_version"  # the same name as in migrations/env.py
 
 
 def head_revision() -> str:
@@ -36,9 +37,9 @@ def head_revision() -> str:
 
 def current_revision(db: Database) -> str | None:
     with db.engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
+        if not inspect(conn).has_table(VERSION_TABLE):
             return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def upgrade(db: Database, lock_dir: Path) -> None:

@@ -9,7 +9,7 @@ from lakeforge.store.base import Base
 
 
 class PlatformState(Base):
-    __tablename__ = "platform_state"
+    __tablename__ = "lf_platform_state"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 

@@ -12,6 +12,9 @@ def _metadata():
     return metadata
 
 
+# Our own version table: MLflow's tracking store, which may share this database, keeps its
+# migrations in the default `alembic_version`.
+VERSION_TABLE = "lakeforge_alembic_version"
 config = context.config
 connection = config.attributes.get("connection")
 target_metadata = _metadata()
@@ -21,10 +24,12 @@ if connection is None:  # `alembic revision --autogenerate` from the command lin
 
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          version_table=VERSION_TABLE)
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
