@@ -79,6 +79,21 @@ class RequestTooLarge(LakeforgeError):
     status = 413
 
 
+class PreconditionFailed(LakeforgeError):
+    error_code = "PRECONDITION_FAILED"
+    status = 412
+
+
+class RangeNotSatisfiable(LakeforgeError):
+    error_code = "INVALID_PARAMETER_VALUE"
+    status = 416
+
+
+class NotImplementedHere(LakeforgeError):
+    error_code = "NOT_IMPLEMENTED"
+    status = 501
+
+
 class RateLimited(LakeforgeError):
     error_code = "REQUEST_LIMIT_EXCEEDED"
     status = 429

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakeforge.catalog.privileges import P
-from lakeforge.errors import AlreadyExists, InvalidParameter, InvalidState, LakeforgeError, NotFound
+from lakeforge.errors import (
+    AlreadyExists,
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+)
 from lakeforge.identity.principal import Principal
 
 if TYPE_CHECKING:
@@ -23,21 +28,6 @@ if TYPE_CHECKING:
 
 UPLOAD_PREFIX = ".lf-upload-"
 MAX_PAGE = 1000
-
-
-class PreconditionFailed(LakeforgeError):
-    error_code = "PRECONDITION_FAILED"
-    status = 412
-
-
-class RangeNotSatisfiable(LakeforgeError):
-    error_code = "INVALID_PARAMETER_VALUE"
-    status = 416
-
-
-class NotImplementedHere(LakeforgeError):
-    error_code = "NOT_IMPLEMENTED"
-    status = 501
 
 
 @dataclass(frozen=True)
@@ -271,9 +261,6 @@ def _entry(entry: os.DirEntry, vp: VolumePath, root: Path) -> dict | None:
 
 __all__ = [
     "FileStat",
-    "NotImplementedHere",
-    "PreconditionFailed",
-    "RangeNotSatisfiable",
     "Upload",
     "VolumeFiles",
     "parse_path",

@@ -8,8 +8,13 @@ from email.utils import parsedate_to_datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
-from lakeforge.catalog.files import FileStat, NotImplementedHere, PreconditionFailed, RangeNotSatisfiable
-from lakeforge.errors import InvalidParameter
+from lakeforge.catalog.files import FileStat
+from lakeforge.errors import (
+    InvalidParameter,
+    NotImplementedHere,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
 from lakeforge.server.http import call, caller, ok
 
 FILES = "/api/2.0/fs/files/{path:path}"

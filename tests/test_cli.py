@@ -1,0 +1,110 @@
+"""The `lakeforge` CLI against a real server: each area, JSON output, errors in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cli(server, tmp_path):
+    env = {**server.env, "LAKEFORGE_HOST": server.url, "LAKEFORGE_TOKEN": server.admin_token,
+           "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
+
+    def run(*args, input: str | None = None, token: str | None = None, ok: bool = True):
+        e = dict(env)
+        if token:
+            e["LAKEFORGE_TOKEN"] = token
+        out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", *args], env=e, input=input,
+                             capture_output=True, text=True, timeout=120)
+        if ok:
+            assert out.returncode == 0, out.stderr + out.stdout
+        return out
+
+    return run
+
+
+def test_catalog_schema_grant_flow(cli, unique):
+    cat = unique("cli")
+    assert cat in cli("catalogs", "create", cat, "--comment", "from the CLI").stdout
+    cli("schemas", "create", f"{cat}.s")
+    listed = json.loads(cli("schemas", "list", cat, "-o", "json").stdout)
+    assert [s["full_name"] for s in listed] == [f"{cat}.s"]
+    cli("grants", "grant", "schema", f"{cat}.s", "users", "USE_SCHEMA", "SELECT")
+    grants = json.loads(cli("grants", "get", "schema", f"{cat}.s", "-o", "json").stdout)
+    assert grants == [{"principal": "users", "privileges": ["SELECT", "USE_SCHEMA"]}]
+    cli("grants", "revoke", "schema", f"{cat}.s", "users", "SELECT")
+    assert "SELECT" not in cli("grants", "get", "schema", f"{cat}.s").stdout
+    cli("catalogs", "delete", cat, "--force")
+    missing = cli("catalogs", "get", cat, ok=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: NOT_FOUND") and "Traceback" not in missing.stderr
+
+
+def test_users_tokens_and_denial(cli, unique):
+    name = f"{unique('cliuser')}@example.com"
+    out = cli("users", "create", name, "--token").stdout
+    token = out.split("token (shown once): ")[1].split()[0]
+    me = json.loads(cli("users", "me", "-o", "json", token=token).stdout)
+    assert me["userName"] == name
+    denied = cli("catalogs", "create", unique("nope"), token=token, ok=False)
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+    issued = json.loads(cli("tokens", "create", "--comment", "ci", "--lifetime-seconds", "600", "-o", "json",
+                            token=token).stdout)
+    assert issued["token_value"] and issued["token_info"]["comment"] == "ci"
+    ids = [t["token_id"] for t in json.loads(cli("tokens", "list", "-o", "json", token=token).stdout)]
+    assert issued["token_info"]["token_id"] in ids
+    cli("tokens", "revoke", issued["token_info"]["token_id"], token=token)
+    gone = cli("users", "me", token=issued["token_value"], ok=False)
+    assert gone.returncode == 1 and "UNAUTHENTICATED" in gone.stderr
+    group = unique("cligroup")
+    cli("groups", "create", group)
+    cli("groups", "add-member", group, name)
+    assert group in {g["display"] for g in json.loads(cli("users", "me", "-o", "json", token=token).stdout)["groups"]}
+    cli("users", "delete", name)
+
+
+def test_secrets_from_stdin_never_echoed(cli, unique):
+    scope = unique("cliscope")
+    cli("secrets", "create-scope", scope)
+    put = cli("secrets", "put", scope, "db-password", input="hunter2\n")
+    assert "hunter2" not in put.stdout + put.stderr
+    assert cli("secrets", "get", scope, "db-password").stdout.strip() == "hunter2"
+    keys = json.loads(cli("secrets", "list", scope, "-o", "json").stdout)
+    assert [k["key"] for k in keys] == ["db-password"] and "hunter2" not in json.dumps(keys)
+    cli("secrets", "put-acl", scope, "users", "read")
+    assert {"principal": "users", "permission": "READ"} in json.loads(cli("secrets", "list-acls", scope, "-o", "json").stdout)
+    cli("secrets", "delete-scope", scope)
+
+
+def test_volumes_files_and_tables(cli, unique, tmp_path):
+    cat = unique("clivol")
+    cli("catalogs", "create", cat)
+    cli("schemas", "create", f"{cat}.s")
+    cli("volumes", "create", f"{cat}.s.raw")
+    src = tmp_path / "data.csv"
+    src.write_text("a,b\n1,2\n")
+    cli("volumes", "upload", str(src), f"/Volumes/{cat}/s/raw/in/data.csv")
+    files = json.loads(cli("volumes", "ls", f"/Volumes/{cat}/s/raw/in", "-o", "json").stdout)
+    assert [f["name"] for f in files] == ["data.csv"]
+    dst = tmp_path / "back.csv"
+    cli("volumes", "download", f"/Volumes/{cat}/s/raw/in/data.csv", str(dst))
+    assert dst.read_text() == src.read_text()
+    tables = json.loads(cli("tables", "list", "system.access", "-o", "json").stdout)
+    assert "system.access.audit" in {t["full_name"] for t in tables}
+    assert "event_time" in cli("tables", "get", "system.access.audit").stdout
+    cli("catalogs", "delete", cat, "--force")
+
+
+def test_profile_file(server, tmp_path, unique):
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(f'[default]\nhost = "http://127.0.0.1:1"\n\n[ci]\nhost = "{server.url}"\n'
+                        f'token = "{server.admin_token}"\n')
+    env = {k: v for k, v in server.env.items() if not k.startswith("LAKEFORGE_")}
+    env["LAKEFORGE_PROFILES"] = str(profiles)
+    out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "--profile", "ci", "catalogs", "list", "-o",
+                          "json"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "main" in {c["name"] for c in json.loads(out.stdout)}
