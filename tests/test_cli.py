@@ -108,3 +108,23 @@ def test_profile_file(server, tmp_path, unique):
                           "json"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "main" in {c["name"] for c in json.loads(out.stdout)}
+
+
+def test_lineage_command(cli, server, unique):
+    cat = unique("clilin")
+    cli("catalogs", "create", cat)
+    cli("schemas", "create", f"{cat}.s")
+    cols = [{"name": "id", "type_text": "bigint", "type_name": "LONG", "position": 0}]
+    with server.client() as c:
+        for t in ("src", "dst"):
+            c.post("/api/2.1/unity-catalog/tables", json={
+                "name": t, "catalog_name": cat, "schema_name": "s", "table_type": "MANAGED",
+                "data_source_format": "DELTA", "columns": cols}).raise_for_status()
+        c.post("/api/2.0/lineage/edges", json={
+            "edges": [{"source": {"type": "table", "name": f"{cat}.s.src"},
+                       "target": {"type": "table", "name": f"{cat}.s.dst"}}],
+            "entity_type": "QUERY", "entity_id": "q-1"}).raise_for_status()
+    graph = json.loads(cli("lineage", f"{cat}.s.dst", "--direction", "upstream", "-o", "json").stdout)
+    assert {(e["source"]["name"], e["target"]["name"]) for e in graph["edges"]} == {(f"{cat}.s.src", f"{cat}.s.dst")}
+    assert f"{cat}.s.src" in cli("lineage", f"{cat}.s.dst").stdout
+    cli("catalogs", "delete", cat, "--force")

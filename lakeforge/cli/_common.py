@@ -27,12 +27,18 @@ def command(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import httpx
+
         from lakeforge.client import ApiError
 
         try:
             return fn(*args, **kwargs)
         except ApiError as e:
             typer.echo(f"error: {e.error_code}: {e.message}", err=True)
+            raise typer.Exit(1)
+        except httpx.HTTPError as e:
+            where = getattr(getattr(e, "request", None), "url", "the server")
+            typer.echo(f"error: cannot reach {where}: {e} (is `lakeforge up` running? see --host)", err=True)
             raise typer.Exit(1)
         except (ValueError, OSError) as e:
             typer.echo(f"error: {e}", err=True)

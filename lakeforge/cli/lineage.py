@@ -5,10 +5,8 @@ import typer
 from lakeforge.cli._common import Output, client, command, emit
 
 NAME = "lineage"
-app = typer.Typer(invoke_without_command=True, no_args_is_help=True)
 
 
-@app.callback()
 @command
 def show(name: str = typer.Argument(..., help="Full name, e.g. main.ml.churn"),
          securable_type: str = typer.Option("table", "--type", help="table, registered_model, volume, ..."),

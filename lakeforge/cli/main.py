@@ -42,8 +42,8 @@ def up(
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _check_port(settings.host, settings.port)
-    from lakeforge.server.context import AppContext, check_writable
     from lakeforge.errors import LakeforgeError
+    from lakeforge.server.context import AppContext, check_writable
 
     try:
         check_writable(settings.home)
@@ -103,17 +103,16 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _register_areas() -> None:
-    """Each CLI area lives in its own module exposing `app` (a typer.Typer) and `NAME`."""
+    """Each CLI area lives in its own module exposing `NAME` and either `app` (a typer.Typer of
+    subcommands) or `show` (a single command, e.g. `lakeforge lineage NAME`)."""
     import importlib
 
     for module in _AREAS:
-        try:
-            mod = importlib.import_module(f"lakeforge.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"lakeforge.cli.{module}":
-                continue
-            raise
-        app.add_typer(mod.app, name=mod.NAME, help=mod.__doc__)
+        mod = importlib.import_module(f"lakeforge.cli.{module}")
+        if hasattr(mod, "app"):
+            app.add_typer(mod.app, name=mod.NAME, help=mod.__doc__)
+        else:
+            app.command(name=mod.NAME, help=mod.__doc__)(mod.show)
 
 
 _AREAS = ["catalogs", "schemas", "tables", "volumes", "models", "grants", "users", "groups",

@@ -17,11 +17,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lakeforge import clock
-from lakeforge.errors import InvalidParameter, ResourceAlreadyExists, ResourceDoesNotExist
+from lakeforge.errors import (
+    InvalidParameter,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+)
 from lakeforge.identity import scim, scim_filter
 from lakeforge.identity.principal import ADMINS_GROUP, USERS_GROUP, Principal
 from lakeforge.identity.service import IdentityService, require_admin
-from lakeforge.identity.store import GROUP, SERVICE_PRINCIPAL, USER, GroupMemberRow, PrincipalRow
+from lakeforge.identity.store import (
+    GROUP,
+    SERVICE_PRINCIPAL,
+    USER,
+    GroupMemberRow,
+    PrincipalRow,
+)
 
 BOOTSTRAP_ADMIN = "admin"
 BUILTIN_GROUPS = (ADMINS_GROUP, USERS_GROUP)

@@ -18,8 +18,7 @@ router = APIRouter(prefix=PREFIX)
 
 
 def _svc(request: Request) -> Directory:
-    ctx = request.app.state.ctx
-    return Directory(ctx.identity, ctx.access.invalidate)
+    return request.app.state.ctx.directory
 
 
 @router.get("/Me", name="scim.me")

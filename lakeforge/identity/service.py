@@ -13,11 +13,24 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from lakeforge import clock
-from lakeforge.errors import (InvalidParameter, NotFound, PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist,
-                              Unauthenticated)
+from lakeforge.errors import (
+    InvalidParameter,
+    NotFound,
+    PermissionDenied,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+    Unauthenticated,
+)
 from lakeforge.identity import tokens as tokenlib
 from lakeforge.identity.principal import ADMINS_GROUP, USERS_GROUP, Principal
-from lakeforge.identity.store import GROUP, SERVICE_PRINCIPAL, USER, GroupMemberRow, PrincipalRow, TokenRow
+from lakeforge.identity.store import (
+    GROUP,
+    SERVICE_PRINCIPAL,
+    USER,
+    GroupMemberRow,
+    PrincipalRow,
+    TokenRow,
+)
 from lakeforge.store import Database, new_id
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,7 @@ router = APIRouter()
 
 
 def _svc(request: Request) -> TokenService:
-    ctx = request.app.state.ctx
-    return TokenService(ctx.identity, ctx.access.invalidate)
+    return request.app.state.ctx.token_service
 
 
 @router.post("/api/2.0/token/create", name="tokens.create")

@@ -47,30 +47,20 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
 
 
 def _routers():
+    from lakeforge.audit import api as audit_api
     from lakeforge.catalog import api as catalog_api
+    from lakeforge.catalog import (
+        credentials_api,
+        files_api,
+        functions_api,
+        models_api,
+        tables_api,
+        volumes_api,
+    )
+    from lakeforge.identity import api as identity_api
+    from lakeforge.lineage import api as lineage_api
+    from lakeforge.secrets import api as secrets_api
 
-    routers = [catalog_api.router]
-    for module in _OPTIONAL_ROUTERS:
-        try:
-            mod = __import__(module, fromlist=["router"])
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):
-                continue  # that service is not built yet
-            raise
-        routers.append(mod.router)
-    return routers
-
-
-# Each service package exposes `router` in its api module.
-_OPTIONAL_ROUTERS = [
-    "lakeforge.catalog.tables_api",
-    "lakeforge.catalog.volumes_api",
-    "lakeforge.catalog.functions_api",
-    "lakeforge.catalog.models_api",
-    "lakeforge.catalog.credentials_api",
-    "lakeforge.catalog.files_api",
-    "lakeforge.identity.api",
-    "lakeforge.secrets.api",
-    "lakeforge.lineage.api",
-    "lakeforge.audit.api",
-]
+    modules = [catalog_api, tables_api, volumes_api, functions_api, models_api, credentials_api, files_api,
+               identity_api, secrets_api, lineage_api, audit_api]
+    return [m.router for m in modules]

@@ -14,14 +14,16 @@ from lakeforge.catalog.functions import FunctionService
 from lakeforge.catalog.model_versions import ModelVersionService
 from lakeforge.catalog.models import RegisteredModelService
 from lakeforge.catalog.service import CatalogService
-from lakeforge.catalog.storage import ManagedStorage
+from lakeforge.catalog.storage import ManagedStorage, to_path
 from lakeforge.catalog.system_tables import ensure_system_table
 from lakeforge.catalog.tables import TableService
 from lakeforge.catalog.volumes import VolumeService
 from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
-from lakeforge.identity.principal import USERS_GROUP
+from lakeforge.identity.directory import Directory
+from lakeforge.identity.principal import USERS_GROUP, Principal
 from lakeforge.identity.service import IdentityService
+from lakeforge.identity.token_service import TokenService
 from lakeforge.lineage.service import LineageService
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
@@ -46,19 +48,26 @@ class AppContext:
         self.settings = settings
         self.home = settings.home
         self.db = Database(settings.resolved_database_url)
+        self.extensions: list = []  # services with start()/stop() run with the server
+        # identity and the one access function
         self.identity = IdentityService(self.db, settings.auth_cache_seconds)
         self.access = AccessControl(self.db, settings.auth_cache_seconds)
+        self.directory = Directory(self.identity, self.access.invalidate)
+        self.token_service = TokenService(self.identity, self.access.invalidate)
+        # the catalog
         self.storage = ManagedStorage(settings.storage_root_path)
         self.catalog = CatalogService(self.db, self.access, self.identity, self.storage,
                                       settings.default_page_size, settings.max_page_size)
-        self.tables, self.volumes = TableService(self.catalog, self.home), VolumeService(self.catalog, self.home)
+        self.tables = TableService(self.catalog, self.home)
+        self.volumes = VolumeService(self.catalog, self.home)
         self.functions = FunctionService(self.catalog)
         self.models = RegisteredModelService(self.catalog)
         self.model_versions = ModelVersionService(self.models)
-        self.audit: audit_log.AuditLog | None = None
-        self.extensions: list = []  # services added by other packages register start/stop here
+        # platform services
         self.secrets = SecretsService(self.db, self.access, self.identity, SecretCipher.from_settings(settings))
         self.lineage = LineageService(self.db, self.access, self.catalog, settings).registered(self.extensions)
+        self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
+        self.audit_queries: AuditQueries | None = None
 
     def start(self) -> Bootstrap:
         check_writable(self.home)
@@ -69,8 +78,6 @@ class AppContext:
             admin = self.identity.find_principal(s, "admin")
             location = ensure_system_table(s, self.catalog, audit_log.TABLE, audit_log.SCHEMA, admin,
                                            "Every API request, allowed or denied")
-        from lakeforge.catalog.storage import to_path
-
         self.audit = audit_log.AuditLog(self.home / "wal" / "audit", to_path(location),
                                         fsync=self.settings.audit_fsync,
                                         flush_seconds=self.settings.audit_flush_seconds)
@@ -85,8 +92,6 @@ class AppContext:
         with self.db.write() as s:
             admin, created = self.identity.ensure_admin(s)
             users = self.identity.ensure_group(s, USERS_GROUP)
-            from lakeforge.identity.principal import Principal
-
             self.catalog.bootstrap(s, Principal(id=admin.id, kind=admin.kind, name=admin.name), users.id)
             token = None
             if created:

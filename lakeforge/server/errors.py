@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import logging
-
 from lakeforge.audit import context as audit_context
-from lakeforge.errors import InternalError, InvalidParameter, LakeforgeError, MethodNotAllowed, NotFound
+from lakeforge.errors import (
+    InternalError,
+    InvalidParameter,
+    LakeforgeError,
+    MethodNotAllowed,
+    NotFound,
+)
 from lakeforge.server.http import JSON, describe_validation
-
 
 log = logging.getLogger("lakeforge.server")
 

@@ -6,9 +6,9 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from lakeforge.errors import InvalidParameter, MalformedRequest
 from lakeforge.identity.principal import Principal

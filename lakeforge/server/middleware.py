@@ -11,7 +11,12 @@ import time
 import orjson
 
 from lakeforge.audit import context as audit_context
-from lakeforge.errors import InternalError, LakeforgeError, RequestTooLarge, Unauthenticated
+from lakeforge.errors import (
+    InternalError,
+    LakeforgeError,
+    RequestTooLarge,
+    Unauthenticated,
+)
 
 log = logging.getLogger("lakeforge.server")
 
