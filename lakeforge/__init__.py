@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # The SDK is imported lazily so `import lakeforge` stays cheap for the server and CLI.
-    if name == "Client":
-        from lakeforge.client import Client
+    if name in ("Client", "ApiError", "Record"):
+        import lakeforge.client as client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(name)

@@ -12,7 +12,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKEFORGE_", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path.home() / ".lakeforge")
-    host: str = "127.0.0.1"
+    # Where the server listens. Not LAKEFORGE_HOST: clients read that as the server's URL.
+    listen_host: str = "127.0.0.1"
     port: int = 8080
     # SQLite under `home` unless a URL is given (postgresql+psycopg://user@host/db).
     database_url: str | None = None

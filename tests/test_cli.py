@@ -128,3 +128,35 @@ def test_lineage_command(cli, server, unique):
     assert {(e["source"]["name"], e["target"]["name"]) for e in graph["edges"]} == {(f"{cat}.s.src", f"{cat}.s.dst")}
     assert f"{cat}.s.src" in cli("lineage", f"{cat}.s.dst").stdout
     cli("catalogs", "delete", cat, "--force")
+
+
+def test_token_never_sent_to_another_host(tmp_path, monkeypatch):
+    from lakeforge.client.connection import resolve
+
+    (tmp_path / "profiles.toml").write_text('[default]\nhost = "http://a:1"\ntoken = "tok-a"\n'
+                                            '[b]\nhost = "http://b:2"\ntoken = "tok-b"\n')
+    monkeypatch.setenv("LAKEFORGE_PROFILES", str(tmp_path / "profiles.toml"))
+    monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path))
+    for var in ("LAKEFORGE_HOST", "LAKEFORGE_TOKEN", "LAKEFORGE_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert resolve() == ("http://a:1", "tok-a")
+    assert resolve(host="http://other:9") == ("http://other:9", None)
+    monkeypatch.setenv("LAKEFORGE_TOKEN", "tok-env")
+    assert resolve(profile="b") == ("http://b:2", "tok-b")  # an explicit profile beats the environment
+    assert resolve(profile="b", token="tok-arg") == ("http://b:2", "tok-arg")
+
+
+def test_listen_host_is_not_the_client_url(tmp_path):
+    """LAKEFORGE_HOST is the URL clients use; `up` must not try to listen on it."""
+    from tests.harness import free_port, wait_ready, Server
+
+    port = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("LAKEFORGE_")}
+    env.update(LAKEFORGE_HOST=f"http://127.0.0.1:{port}", LAKEFORGE_ADMIN_TOKEN="t", LAKEFORGE_HOME=str(tmp_path / "h"))
+    proc = subprocess.Popen([sys.executable, "-m", "lakeforge.cli.main", "up", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = Server(url=f"http://127.0.0.1:{port}", home=tmp_path / "h", admin_token="t", proc=proc)
+    try:
+        wait_ready(srv)
+    finally:
+        srv.stop()

@@ -526,3 +526,23 @@ def test_model_privileges(server, unique):
         assert c.delete(f"/models/{cat}.s.own", params={"force": "true"}).status_code == 200
     with uc_client(server) as admin:
         admin.delete(f"/catalogs/{cat}", params={"force": "true"}).raise_for_status()
+
+
+def test_mlflow_load_note_does_not_break_verification(server, unique):
+    """MLflow's client drops a `registered_model_meta` note into a local model directory it loads;
+    it is not part of the model and must not fail the integrity check. A real extra file still does."""
+    from lakeforge.catalog.storage import to_path
+
+    cat = unique("note")
+    with uc_client(server) as c:
+        c.post("/catalogs", json={"name": cat}).raise_for_status()
+        c.post("/schemas", json={"name": "s", "catalog_name": cat}).raise_for_status()
+        c.post("/models", json={"name": "m", "catalog_name": cat, "schema_name": "s"}).raise_for_status()
+        mv = new_version(c, cat, "s", "m", files={"MLmodel": b"flavors: {}"})
+        root = to_path(mv["storage_location"])
+        (root / "registered_model_meta").write_text("model_name: x\nmodel_version: 1\n")
+        assert c.get(f"/models/{cat}.s.m/versions/1/verify").status_code == 200
+        (root / "extra.pkl").write_bytes(b"sneaky")
+        bad = c.get(f"/models/{cat}.s.m/versions/1/verify")
+        assert bad.status_code == 400 and "extra.pkl" in bad.json()["message"]
+        c.delete(f"/catalogs/{cat}", params={"force": "true"}).raise_for_status()

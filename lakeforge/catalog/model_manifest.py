@@ -43,10 +43,16 @@ def _hash(path: Path) -> str:
     return h.hexdigest()
 
 
+# Files MLflow's client writes into a model directory when it loads a registered version from a
+# local path (a note of which registered model it came from); they are not part of the model.
+CLIENT_NOTES = {"registered_model_meta"}
+
+
 def _files(root: Path) -> dict[str, Path]:
     if not root.is_dir():
         return {}
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+    return {rel: p for p in sorted(root.rglob("*"))
+            if p.is_file() and (rel := p.relative_to(root).as_posix()) not in CLIENT_NOTES}
 
 
 def compute_manifest(storage_location: str) -> dict:

@@ -19,5 +19,5 @@ def show(name: str = typer.Argument(..., help="Full name, e.g. main.ml.churn"),
     edges = [{"source": f"{e['source']['type']}:{e['source']['name']}",
               "target": f"{e['target']['type']}:{e['target']['name']}",
               "entity": f"{e.get('entity_type') or ''} {e.get('entity_id') or ''}".strip(),
-              "created_at": e.get("created_at")} for e in graph.get("edges", [])]
-    emit(edges, output, ["source", "target", "entity", "created_at"], title=f"lineage of {name}")
+              "event_time": e.get("event_time")} for e in graph.get("edges", [])]
+    emit(edges, output, ["source", "target", "entity", "event_time"], title=f"lineage of {name}")

@@ -30,18 +30,18 @@ def main(
 
 @app.command()
 def up(
-    host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)"),
+    host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1, env LAKEFORGE_LISTEN_HOST)"),
     port: int = typer.Option(None, help="Port to listen on (default 8080)"),
     home: Optional[Path] = typer.Option(None, help="Home directory (default ~/.lakeforge or LAKEFORGE_HOME)"),
 ):
     """Start the Lakeforge server on embedded defaults (SQLite, local storage)."""
     from lakeforge.config import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "home": home}.items() if v is not None}
+    overrides = {k: v for k, v in {"listen_host": host, "port": port, "home": home}.items() if v is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    _check_port(settings.host, settings.port)
+    _check_port(settings.listen_host, settings.port)
     from lakeforge.errors import LakeforgeError
     from lakeforge.server.context import AppContext, check_writable
 
@@ -60,7 +60,7 @@ def serve(settings, ctx) -> None:
     from lakeforge.server.app import create_app
 
     asgi, api = create_app(settings, ctx)
-    config = uvicorn.Config(asgi, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+    config = uvicorn.Config(asgi, host=settings.listen_host, port=settings.port, log_level="warning", lifespan="on",
                             access_log=False, timeout_graceful_shutdown=10, proxy_headers=False)
     server = uvicorn.Server(config)
     original_startup = server.startup
@@ -81,7 +81,7 @@ def serve(settings, ctx) -> None:
 
 
 def _announce(settings, boot) -> None:
-    url = f"http://{settings.host}:{settings.port}"
+    url = f"http://{settings.listen_host}:{settings.port}"
     lines = [f"Lakeforge is up at {url}  (home: {settings.home})"]
     if boot.admin_token:
         lines.append(f"Bootstrap admin token (shown once, also in {boot.token_file}): {boot.admin_token}")

@@ -51,26 +51,46 @@ def profiles_path() -> Path:
 
 
 def resolve(host: str | None = None, token: str | None = None, profile: str | None = None) -> tuple[str, str | None]:
-    """Arguments first, then LAKEFORGE_HOST / LAKEFORGE_TOKEN, then the profile file, then (for a
-    server on this machine) the bootstrap admin token that `lakeforge up` wrote."""
-    host = host or os.environ.get("LAKEFORGE_HOST")
-    token = token or os.environ.get("LAKEFORGE_TOKEN")
+    """Where to connect and with which token.
+
+    An explicit profile (argument or LAKEFORGE_PROFILE) wins over LAKEFORGE_HOST / LAKEFORGE_TOKEN;
+    arguments win over both. Without one, the environment is used and the `default` profile fills
+    the gaps. A profile's token is only ever sent to that profile's host, and the bootstrap admin
+    token that `lakeforge up` wrote is only used for a server on this machine's default address."""
     profile = profile or os.environ.get("LAKEFORGE_PROFILE")
+    profiles = _load_profiles()
+    if profile:
+        section = profiles.get(profile)
+        if section is None:
+            raise ValueError(f"profile '{profile}' not found in {profiles_path()}")
+        chosen_host, chosen_token = section.get("host"), section.get("token")
+    else:
+        default = profiles.get("default", {})
+        chosen_host = os.environ.get("LAKEFORGE_HOST") or default.get("host")
+        chosen_token = os.environ.get("LAKEFORGE_TOKEN")
+        if chosen_token is None and _same_host(chosen_host, default.get("host")):
+            chosen_token = default.get("token")
+    final_host = (host or chosen_host or DEFAULT_HOST).rstrip("/")
+    if token is None and host is not None and not _same_host(host, chosen_host):
+        chosen_token = None  # never send a token meant for another server
+    final_token = token or chosen_token
+    if not final_token and final_host in (DEFAULT_HOST, "http://localhost:8080"):
+        local = profiles_path().parent / "admin-token"
+        if local.exists():
+            final_token = local.read_text().strip()
+    return final_host, final_token
+
+
+def _load_profiles() -> dict:
     path = profiles_path()
-    if (not host or not token) and path.exists():
-        with open(path, "rb") as f:
-            profiles = tomllib.load(f)
-        section = profiles.get(profile or "default", {})
-        if profile and not section:
-            raise ValueError(f"profile '{profile}' not found in {path}")
-        host = host or section.get("host")
-        token = token or section.get("token")
-    host = (host or DEFAULT_HOST).rstrip("/")
-    if not token:
-        local = path.parent / "admin-token"
-        if local.exists() and host in (DEFAULT_HOST, "http://localhost:8080"):
-            token = local.read_text().strip()
-    return host, token
+    if not path.exists():
+        return {}
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _same_host(a: str | None, b: str | None) -> bool:
+    return (a or DEFAULT_HOST).rstrip("/") == (b or DEFAULT_HOST).rstrip("/")
 
 
 class Connection:
