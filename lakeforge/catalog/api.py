@@ -22,7 +22,7 @@ async def create_catalog(request: Request):
 
 
 @router.get("/catalogs", name="catalogs.list")
-def list_catalogs(request: Request, max_results: int | None = None, page_token: str | None = None):
+async def list_catalogs(request: Request, max_results: int | None = None, page_token: str | None = None):
     return ok(_svc(request).list_catalogs(caller(request), max_results, page_token))
 
 
@@ -52,12 +52,12 @@ async def create_schema(request: Request):
 
 
 @router.get("/schemas", name="schemas.list")
-def list_schemas(request: Request, catalog_name: str, max_results: int | None = None, page_token: str | None = None):
+async def list_schemas(request: Request, catalog_name: str, max_results: int | None = None, page_token: str | None = None):
     return ok(_svc(request).list_schemas(caller(request), catalog_name, max_results, page_token))
 
 
 @router.get("/schemas/{full_name}", name="schemas.get")
-def get_schema(request: Request, full_name: str):
+async def get_schema(request: Request, full_name: str):
     return ok(_svc(request).get_schema(caller(request), full_name))
 
 

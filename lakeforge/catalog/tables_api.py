@@ -56,7 +56,7 @@ async def create_staging_table(request: Request):
 
 
 @router.get("/tables", name="tables.list")
-def list_tables(request: Request, catalog_name: str, schema_name: str, max_results: int | None = None,
+async def list_tables(request: Request, catalog_name: str, schema_name: str, max_results: int | None = None,
                 page_token: str | None = None, omit_columns: bool = False, omit_properties: bool = False,
                 omit_username: bool = False):
     return ok(_svc(request).list_tables(caller(request), catalog_name, schema_name, max_results, page_token,
@@ -64,12 +64,12 @@ def list_tables(request: Request, catalog_name: str, schema_name: str, max_resul
 
 
 @router.get("/tables/{full_name}", name="tables.get")
-def get_table(request: Request, full_name: str):
+async def get_table(request: Request, full_name: str):
     return ok(_svc(request).get_table(caller(request), full_name))
 
 
 @router.get("/tables/{full_name}/exists", name="tables.exists")
-def table_exists(request: Request, full_name: str):
+async def table_exists(request: Request, full_name: str):
     return ok(_svc(request).table_exists(caller(request), full_name))
 
 

@@ -60,6 +60,7 @@ class IdentityService:
         self._cache: dict[str, tuple[float, int, Principal, float | None]] = {}
         self._generation = 0
         self._lock = threading.Lock()
+        self._names: dict[str, tuple[float, str]] = {}  # principal id -> (expires, name)
 
     # ---- caching -------------------------------------------------------------------------------
     def invalidate(self) -> None:
@@ -67,6 +68,7 @@ class IdentityService:
         with self._lock:
             self._generation += 1
             self._cache.clear()
+            self._names.clear()
 
     # ---- authentication ------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Principal:
@@ -158,9 +160,25 @@ class IdentityService:
         raise NotFound(f"Principal '{name}' does not exist")
 
     def names_of(self, s: Session, ids: set[str]) -> dict[str, str]:
-        if not ids:
-            return {}
-        return {pid: name for pid, name in s.execute(select(PrincipalRow.id, PrincipalRow.name).where(PrincipalRow.id.in_(ids)))}
+        """Display names of principals (owners, grantees), cached like authentication."""
+        now = time.monotonic()
+        out, missing = {}, set()
+        for pid in ids:
+            hit = self._names.get(pid)
+            if hit and hit[0] > now:
+                out[pid] = hit[1]
+            else:
+                missing.add(pid)
+        if missing:
+            gen = self._generation
+            found = {pid: name for pid, name in
+                     s.execute(select(PrincipalRow.id, PrincipalRow.name).where(PrincipalRow.id.in_(missing)))}
+            with self._lock:
+                if gen == self._generation:
+                    for pid, name in found.items():
+                        self._names[pid] = (now + self.cache_seconds, name)
+            out.update(found)
+        return out
 
     def add_member(self, s: Session, group_id: str, member_id: str) -> None:
         if group_id == member_id:
