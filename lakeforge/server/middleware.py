@@ -104,8 +104,11 @@ class PlatformMiddleware:
 
     @staticmethod
     def _unlimited(scope) -> bool:
-        # Volume file uploads stream to disk and are not bound by the JSON body limit.
-        return scope["path"].startswith("/api/2.0/fs/files/") and scope["method"] == "PUT"
+        # Data uploads (volume files, table data as Arrow streams) stream to disk and are bound by
+        # their own limits, not by the JSON body limit.
+        path, method = scope["path"], scope["method"]
+        return ((method == "PUT" and path.startswith("/api/2.0/fs/files/"))
+                or (method == "POST" and path.startswith("/api/2.0/lakeforge/tables/") and path.endswith("/data")))
 
     def _limited(self, receive, limit: int, scope):
         if self._unlimited(scope):
