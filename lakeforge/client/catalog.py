@@ -79,6 +79,37 @@ class Tables(_Area):
     def delete(self, full_name: str) -> None:
         self._c.request("DELETE", f"{UC}/tables/{full_name}")
 
+    # ---- data (Lakeforge extension: Arrow IPC streams) -----------------------------------------
+    def write(self, data: Any, full_name: str, mode: str = "append", schema_mode: str | None = None) -> Record:
+        """Append or overwrite rows from a pyarrow Table/RecordBatchReader, pandas or polars DataFrame;
+        creates a managed table on the first write. Returns {full_name, version, num_rows, created}."""
+        from lakeforge.client import table_data
+
+        result = table_data.post_stream(self._c, table_data.DATA.format(full_name), table_data.to_reader(data),
+                                        {"mode": mode, "schema_mode": schema_mode})
+        return Record(result)
+
+    def read(self, full_name: str, version: int | None = None, columns: list[str] | None = None,
+             limit: int | None = None) -> Any:
+        """The table (at `version`, else the latest) as a pyarrow.Table."""
+        from lakeforge.client import table_data
+
+        return table_data.get_table(self._c, table_data.DATA.format(full_name), {
+            "version": version, "columns": ",".join(columns) if columns else None, "limit": limit})
+
+    def history(self, full_name: str, limit: int | None = None) -> list[Record]:
+        """Delta commits, newest first: version, timestamp (epoch ms), operation, user, num_rows, ..."""
+        return self._c.request("GET", f"/api/2.0/lakeforge/tables/{full_name}/history",
+                               params={"limit": limit}).get("history", [])
+
+    def changes(self, full_name: str, starting_version: int = 0, ending_version: int | None = None) -> Any:
+        """The change data feed (managed tables) as a pyarrow.Table with _change_type, _commit_version and
+        _commit_timestamp."""
+        from lakeforge.client import table_data
+
+        return table_data.get_table(self._c, f"/api/2.0/lakeforge/tables/{full_name}/changes",
+                                    {"starting_version": starting_version, "ending_version": ending_version})
+
 
 class Volumes(_Area):
     def create(self, full_name: str, *, volume_type: str = "MANAGED", storage_location: str | None = None,
