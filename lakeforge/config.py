@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     audit_flush_seconds: float = 2.0
     # How long authentication and grant lookups may be served from the in-process cache.
     auth_cache_seconds: float = 2.0
+    # Server worker processes sharing the port (`lakeforge up --workers N`); each knows its index.
+    workers: int = 1
+    worker_id: int = 0
     default_page_size: int = 100
     max_page_size: int = 1000
     log_level: str = "info"
@@ -52,6 +55,16 @@ class Settings(BaseSettings):
         if root.startswith("file://"):
             root = root[len("file://") :]
         return Path(root).expanduser()
+
+    def log_dir(self, name: str, worker: int | None = None) -> Path:
+        """This worker's write-ahead log directory for `name` (worker 0 keeps the plain name)."""
+        worker = self.worker_id if worker is None else worker
+        return self.home / "wal" / (name if worker == 0 else f"{name}-w{worker}")
+
+    def log_app_id(self, name: str, worker: int | None = None) -> str:
+        """The Delta application id under which this worker's log segments are committed."""
+        worker = self.worker_id if worker is None else worker
+        return f"lakeforge-{name}" if worker == 0 else f"lakeforge-{name}-w{worker}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -135,3 +135,47 @@ def test_body_limit_is_configurable(tmp_path):
             assert c.post(UC + "/catalogs", json={"name": "small"}).status_code == 200
     finally:
         srv.stop()
+
+
+def test_workers_share_the_port_caches_and_audit(tmp_path):
+    """`--workers 2`: both processes serve; a revoked token stops working at once in every worker
+    (shared cache generation); requests served by either worker reach the audit table."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.harness import Server, free_port, wait_ready
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEFORGE_")}
+    env.update(LAKEFORGE_ADMIN_TOKEN="adm", LAKEFORGE_AUDIT_FLUSH_SECONDS="0.5", LAKEFORGE_HOME=str(tmp_path / "h"))
+    proc = subprocess.Popen([sys.executable, "-m", "lakeforge.cli.main", "up", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT)
+    srv = Server(url=f"http://127.0.0.1:{port}", home=tmp_path / "h", admin_token="adm", proc=proc,
+                 log_path=tmp_path / "log")
+    try:
+        wait_ready(srv)
+        time.sleep(1)  # the second worker may still be starting
+        user, token = srv.new_user()
+        pids = set()
+        for _ in range(40):  # fresh connections spread over both workers
+            with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}) as c:
+                r = c.get("/api/2.0/preview/scim/v2/Me")
+                assert r.status_code == 200
+                pids.add(r.headers.get("x-lakeforge-worker"))
+        assert len(pids) == 2, pids
+        with srv.client(token=token) as c:
+            tid = c.get("/api/2.0/token/list").json()["token_infos"][0]["token_id"]
+        with srv.client() as admin:
+            admin.delete(f"/api/2.0/token-management/tokens/{tid}").raise_for_status()
+        for _ in range(20):
+            with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}) as c:
+                assert c.get("/api/2.0/preview/scim/v2/Me").status_code == 401
+        with srv.client() as admin:
+            events = admin.get("/api/2.0/lakeforge/audit", params={"principal": user, "limit": 1000}).json()["events"]
+        time.sleep(1.5)
+        with srv.client() as admin:
+            events = admin.get("/api/2.0/lakeforge/audit", params={"principal": user, "limit": 1000}).json()["events"]
+        assert len([e for e in events if e["action"] == "scim.me"]) == 40
+    finally:
+        assert srv.stop() == 0

@@ -51,9 +51,10 @@ def _to_table(data: bytes) -> pa.Table:
 
 
 class AuditLog:
-    def __init__(self, wal_dir: Path, table_path: Path, *, fsync: bool = True, flush_seconds: float = 2.0):
+    def __init__(self, wal_dir: Path, table_path: Path, *, app_id: str = "lakeforge-audit", fsync: bool = True,
+                 flush_seconds: float = 2.0):
         self.table_path = table_path
-        self.sink = DeltaSink(wal_dir, table_path, SCHEMA, app_id="lakeforge-audit", fsync=fsync, to_table=_to_table)
+        self.sink = DeltaSink(wal_dir, table_path, SCHEMA, app_id=app_id, fsync=fsync, to_table=_to_table)
         self.wal = self.sink.wal
         self.flush_seconds = flush_seconds
         self._stop = threading.Event()

@@ -29,6 +29,7 @@ from lakeforge.catalog.store import GrantRow
 from lakeforge.errors import PermissionDenied
 from lakeforge.identity.principal import Principal
 from lakeforge.store import Database
+from lakeforge.store.generation import Generation
 
 METASTORE_ID = "metastore"
 
@@ -56,17 +57,17 @@ METASTORE = Securable(Kind.METASTORE, METASTORE_ID, "metastore")
 
 
 class AccessControl:
-    def __init__(self, db: Database, cache_seconds: float = 2.0):
+    def __init__(self, db: Database, cache_seconds: float = 2.0, generation: Generation | None = None):
         self.db = db
         self.cache_seconds = cache_seconds
         self._grants: dict[str, tuple[float, int, dict[tuple[str, str], frozenset[str]]]] = {}
-        self._generation = 0
+        self.generation = generation or Generation()
         self._lock = threading.Lock()
 
     def invalidate(self) -> None:
         """Called after any change to grants, owners or group membership."""
+        self.generation.bump()
         with self._lock:
-            self._generation += 1
             self._grants.clear()
 
     # ---- the decision --------------------------------------------------------------------------
@@ -137,9 +138,9 @@ class AccessControl:
     def _held(self, principal: Principal) -> dict[tuple[str, str], frozenset[str]]:
         now = time.monotonic()
         hit = self._grants.get(principal.id)
-        if hit and hit[0] > now and hit[1] == self._generation:
+        if hit and hit[0] > now and hit[1] == self.generation.value:
             return hit[2]
-        gen = self._generation
+        gen = self.generation.value
         held: dict[tuple[str, str], set[str]] = {}
         with self.db.read() as s:
             rows = s.execute(select(GrantRow.securable_kind, GrantRow.securable_id, GrantRow.privilege)
@@ -148,7 +149,7 @@ class AccessControl:
                 held.setdefault((kind, sid), set()).add(priv)
         frozen = {k: frozenset(v) for k, v in held.items()}
         with self._lock:
-            if gen == self._generation:
+            if gen == self.generation.value:
                 self._grants[principal.id] = (now + self.cache_seconds, gen, frozen)
         return frozen
 

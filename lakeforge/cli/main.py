@@ -33,11 +33,13 @@ def up(
     host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1, env LAKEFORGE_LISTEN_HOST)"),
     port: int = typer.Option(None, help="Port to listen on (default 8080)"),
     home: Optional[Path] = typer.Option(None, help="Home directory (default ~/.lakeforge or LAKEFORGE_HOME)"),
+    workers: int = typer.Option(None, help="Server processes sharing the port (default 1; one per core for throughput)"),
 ):
     """Start the Lakeforge server on embedded defaults (SQLite, local storage)."""
     from lakeforge.config import Settings
 
-    overrides = {k: v for k, v in {"listen_host": host, "port": port, "home": home}.items() if v is not None}
+    overrides = {k: v for k, v in {"listen_host": host, "port": port, "home": home, "workers": workers}.items()
+                 if v is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -45,6 +47,18 @@ def up(
     from lakeforge.errors import LakeforgeError
     from lakeforge.server.context import AppContext, check_writable
 
+    if settings.workers < 1:
+        typer.echo("error: --workers must be at least 1", err=True)
+        raise typer.Exit(1)
+    if settings.workers > 1:
+        try:
+            check_writable(settings.home)
+        except LakeforgeError as e:
+            typer.echo(f"error: {e.message}", err=True)
+            raise typer.Exit(1)
+        from lakeforge.server import supervisor
+
+        raise typer.Exit(supervisor.run(settings, {**overrides, "home": str(settings.home)}))
     try:
         check_writable(settings.home)
         ctx = AppContext(settings)
@@ -54,7 +68,7 @@ def up(
     serve(settings, ctx)
 
 
-def serve(settings, ctx) -> None:
+def serve(settings, ctx, sockets=None) -> None:
     import uvicorn
 
     from lakeforge.server.app import create_app
@@ -75,19 +89,22 @@ def serve(settings, ctx) -> None:
     # handlers it found; with these in place a clean shutdown exits 0 instead of dying by signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         raise typer.Exit(1)
 
 
 def _announce(settings, boot) -> None:
     url = f"http://{settings.listen_host}:{settings.port}"
-    lines = [f"Lakeforge is up at {url}  (home: {settings.home})"]
+    lines = [] if settings.workers > 1 else [f"Lakeforge is up at {url}  (home: {settings.home})"]
     if boot.admin_token:
         lines.append(f"Bootstrap admin token (shown once, also in {boot.token_file}): {boot.admin_token}")
     else:
         lines.append(f"Admin token: {boot.token_file}")
-    lines.append(f"Try: LAKEFORGE_HOST={url} LAKEFORGE_TOKEN=$(cat {boot.token_file}) lakeforge catalogs list")
+    if settings.worker_id == 0:
+        lines.append(f"Try: LAKEFORGE_HOST={url} LAKEFORGE_TOKEN=$(cat {boot.token_file}) lakeforge catalogs list")
+    elif not boot.admin_token:
+        return
     print("\n".join(lines), flush=True)
 
 

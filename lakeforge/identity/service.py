@@ -32,6 +32,7 @@ from lakeforge.identity.store import (
     TokenRow,
 )
 from lakeforge.store import Database, new_id
+from lakeforge.store.generation import Generation
 
 log = logging.getLogger(__name__)
 KINDS = (USER, GROUP, SERVICE_PRINCIPAL)
@@ -54,19 +55,20 @@ def require_admin(principal: Principal, action: str = "manage users, groups, ser
 
 
 class IdentityService:
-    def __init__(self, db: Database, cache_seconds: float = 2.0):
+    def __init__(self, db: Database, cache_seconds: float = 2.0, generation: Generation | None = None):
         self.db = db
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, int, Principal, float | None]] = {}
-        self._generation = 0
+        # Shared with the access cache and, through a file, with the other worker processes.
+        self.generation = generation or Generation()
         self._lock = threading.Lock()
-        self._names: dict[str, tuple[float, str]] = {}  # principal id -> (expires, name)
+        self._names: dict[str, tuple[float, int, str]] = {}  # principal id -> (expires, generation, name)
 
     # ---- caching -------------------------------------------------------------------------------
     def invalidate(self) -> None:
         """Called after any change to principals, membership or tokens."""
+        self.generation.bump()
         with self._lock:
-            self._generation += 1
             self._cache.clear()
             self._names.clear()
 
@@ -77,11 +79,11 @@ class IdentityService:
         digest = tokenlib.hash_token(token)
         now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit and hit[0] > now and hit[1] == self._generation:
+        if hit and hit[0] > now and hit[1] == self.generation.value:
             expires_epoch = hit[3]
             if expires_epoch is None or expires_epoch > time.time():
                 return hit[2]
-        gen = self._generation
+        gen = self.generation.value
         with self.db.read() as s:
             row = s.scalar(select(TokenRow).where(TokenRow.token_hash == digest))
             if row is None or row.revoked_at is not None:
@@ -94,7 +96,7 @@ class IdentityService:
             principal = self._resolve(s, p)
             expires = row.expires_at.timestamp() if row.expires_at else None
         with self._lock:
-            if gen == self._generation:
+            if gen == self.generation.value:
                 self._cache[digest] = (now + self.cache_seconds, gen, principal, expires)
         return principal
 
@@ -165,18 +167,18 @@ class IdentityService:
         out, missing = {}, set()
         for pid in ids:
             hit = self._names.get(pid)
-            if hit and hit[0] > now:
-                out[pid] = hit[1]
+            if hit and hit[0] > now and hit[1] == self.generation.value:
+                out[pid] = hit[2]
             else:
                 missing.add(pid)
         if missing:
-            gen = self._generation
+            gen = self.generation.value
             found = {pid: name for pid, name in
                      s.execute(select(PrincipalRow.id, PrincipalRow.name).where(PrincipalRow.id.in_(missing)))}
             with self._lock:
-                if gen == self._generation:
+                if gen == self.generation.value:
                     for pid, name in found.items():
-                        self._names[pid] = (now + self.cache_seconds, name)
+                        self._names[pid] = (now + self.cache_seconds, gen, name)
             out.update(found)
         return out
 

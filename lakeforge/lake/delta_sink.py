@@ -76,3 +76,16 @@ def committed_version(table_path: Path, app_id: str) -> int:
     except Exception:
         return 0
     return dt.transaction_version(app_id) or 0
+
+
+def drain_orphans(wal_parent: Path, name: str, workers: int, make_sink: Callable[[Path, int], DeltaSink]) -> int:
+    """Flush the logs of worker indexes that no longer run (the server was restarted with fewer
+    workers), so their acknowledged records still reach the table. Returns rows written."""
+    written = 0
+    for path in sorted(wal_parent.glob(f"{name}-w*")):
+        index = path.name.rsplit("-w", 1)[1]
+        if index.isdigit() and int(index) >= workers and any(path.iterdir()):
+            sink = make_sink(path, int(index))
+            sink.wal.close()
+            written += sink.flush()
+    return written

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.system_tables import ensure_system_table
-from lakeforge.lake.delta_sink import DeltaSink
+from lakeforge.lake.delta_sink import DeltaSink, drain_orphans
 from lakeforge.lake.wal import WriteAheadLog
 from lakeforge.lineage.store import LineageEdgeRow
 
@@ -65,7 +65,10 @@ def _to_rows(records: list[dict]) -> list[dict]:
 
 
 class LineageExport:
-    def __init__(self, db, catalog, wal_dir: Path, *, fsync: bool = True, flush_seconds: float = 2.0):
+    def __init__(self, db, catalog, wal_dir: Path, *, app_id: str = APP_ID, fsync: bool = True,
+                 flush_seconds: float = 2.0, workers: int = 1):
+        self.app_id = app_id
+        self.workers = workers
         self.db = db
         self.catalog = catalog
         self.wal_dir = wal_dir
@@ -84,8 +87,11 @@ class LineageExport:
             location = ensure_system_table(s, self.catalog, TABLE, SCHEMA, admin,
                                            "Lineage edges between assets, with the entity that made them")
         self.table_path = to_path(location)
-        self.sink = DeltaSink(self.wal_dir, self.table_path, SCHEMA, app_id=APP_ID, fsync=self.fsync, to_rows=_to_rows)
+        self.sink = DeltaSink(self.wal_dir, self.table_path, SCHEMA, app_id=self.app_id, fsync=self.fsync,
+                              to_rows=_to_rows)
         self.wal = self.sink.wal
+        drain_orphans(self.wal_dir.parent, "lineage", self.workers,
+                      lambda path, i: DeltaSink(path, self.table_path, SCHEMA, app_id=f"{APP_ID}-w{i}", to_rows=_to_rows))
         self.flush()
         self.reconcile()
         self._thread = threading.Thread(target=self._run, name="lineage-flusher", daemon=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -88,8 +87,9 @@ class LineageService:
         self.db = db
         self.access = access
         self.catalog = catalog
-        self.export = LineageExport(db, catalog, Path(settings.home) / "wal" / "lineage",
-                                    fsync=settings.audit_fsync, flush_seconds=settings.audit_flush_seconds)
+        self.export = LineageExport(db, catalog, settings.log_dir("lineage"), app_id=settings.log_app_id("lineage"),
+                                    fsync=settings.audit_fsync, flush_seconds=settings.audit_flush_seconds,
+                                    workers=settings.workers)
 
     def registered(self, extensions: list) -> LineageService:
         """Hand the Delta export's start/stop to the application context; returns self."""

@@ -24,11 +24,13 @@ from lakeforge.identity.directory import Directory
 from lakeforge.identity.principal import USERS_GROUP, Principal
 from lakeforge.identity.service import IdentityService
 from lakeforge.identity.token_service import TokenService
+from lakeforge.lake.delta_sink import drain_orphans
 from lakeforge.lineage.service import LineageService
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
 from lakeforge.store import Database
-from lakeforge.store.migrate import upgrade
+from lakeforge.store.generation import SharedGeneration
+from lakeforge.store.migrate import startup_lock, upgrade
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,10 @@ class AppContext:
         self.db = Database(settings.resolved_database_url)
         self.extensions: list = []  # services with start()/stop() run with the server
         # identity and the one access function
-        self.identity = IdentityService(self.db, settings.auth_cache_seconds)
-        self.access = AccessControl(self.db, settings.auth_cache_seconds)
+        # One change counter for every cache of identities and grants, shared by the worker processes.
+        self.generation = SharedGeneration(self.home / ".cache-generation")
+        self.identity = IdentityService(self.db, settings.auth_cache_seconds, self.generation)
+        self.access = AccessControl(self.db, settings.auth_cache_seconds, self.generation)
         self.directory = Directory(self.identity, self.access.invalidate)
         self.token_service = TokenService(self.identity, self.access.invalidate)
         # the catalog
@@ -73,18 +77,23 @@ class AppContext:
         check_writable(self.home)
         self.storage.root.mkdir(parents=True, exist_ok=True)
         upgrade(self.db, self.home)
-        boot = self._bootstrap()
-        with self.db.write() as s:
-            admin = self.identity.find_principal(s, "admin")
-            location = ensure_system_table(s, self.catalog, audit_log.TABLE, audit_log.SCHEMA, admin,
-                                           "Every API request, allowed or denied")
-        self.audit = audit_log.AuditLog(self.home / "wal" / "audit", to_path(location),
-                                        fsync=self.settings.audit_fsync,
-                                        flush_seconds=self.settings.audit_flush_seconds)
-        self.audit.start()
-        self.audit_queries = AuditQueries(self.catalog, self.audit)
-        for ext in self.extensions:
-            ext.start()
+        # Worker processes (and replicas) starting together bootstrap one at a time.
+        with startup_lock(self.db, self.home):
+            boot = self._bootstrap()
+            with self.db.write() as s:
+                admin = self.identity.find_principal(s, "admin")
+                location = ensure_system_table(s, self.catalog, audit_log.TABLE, audit_log.SCHEMA, admin,
+                                               "Every API request, allowed or denied")
+            table = to_path(location)
+            settings = self.settings
+            drain_orphans(self.home / "wal", "audit", settings.workers, lambda path, i: audit_log.AuditLog(
+                path, table, app_id=settings.log_app_id("audit", i)).sink)
+            self.audit = audit_log.AuditLog(settings.log_dir("audit"), table, app_id=settings.log_app_id("audit"),
+                                            fsync=settings.audit_fsync, flush_seconds=settings.audit_flush_seconds)
+            self.audit.start()
+            self.audit_queries = AuditQueries(self.catalog, self.audit)
+            for ext in self.extensions:
+                ext.start()
         return boot
 
     def _bootstrap(self) -> Bootstrap:

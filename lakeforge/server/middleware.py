@@ -55,6 +55,7 @@ class PlatformMiddleware:
     def __init__(self, app, ctx):
         self.app = app
         self.ctx = ctx
+        self.worker = str(ctx.settings.worker_id).encode()  # which server process answered
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -70,7 +71,8 @@ class PlatformMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode()),
+                                                                 (b"x-lakeforge-worker", self.worker)]
                 if not (scope["method"], scope["path"]) in PUBLIC:
                     await self._audit(scope, headers, entry, state, started)
                 state["started"] = True

@@ -15,6 +15,7 @@ from lakeforge.store.engine import Database
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x4C414B45  # "LAKE"
+_PG_STARTUP_KEY = 0x4C414B46
 VERSION_TABLE = "lakeforge_alembic_version"  # the same name as in migrations/env.py
 
 
@@ -56,10 +57,18 @@ def upgrade(db: Database, lock_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _lock(db: Database, lock_dir: Path):
+def startup_lock(db: Database, lock_dir: Path):
+    """Held while a server process bootstraps (first-start objects, system tables, log recovery),
+    so worker processes and replicas starting together do it one at a time."""
+    with _lock(db, lock_dir, ".startup.lock", _PG_STARTUP_KEY):
+        yield
+
+
+@contextlib.contextmanager
+def _lock(db: Database, lock_dir: Path, name: str = ".migrate.lock", pg_key: int = _PG_LOCK_KEY):
     if db.is_sqlite:
         lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / ".migrate.lock", "w") as f:
+        with open(lock_dir / name, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 with db.engine.connect() as conn:
@@ -69,10 +78,10 @@ def _lock(db: Database, lock_dir: Path):
                 fcntl.flock(f, fcntl.LOCK_UN)
     else:
         with db.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": pg_key})
             try:
                 yield conn
                 conn.commit()
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": pg_key})
                 conn.commit()
