@@ -54,6 +54,7 @@ def _routers():
         files_api,
         functions_api,
         models_api,
+        table_data_api,
         tables_api,
         volumes_api,
     )
@@ -61,6 +62,6 @@ def _routers():
     from lakeforge.lineage import api as lineage_api
     from lakeforge.secrets import api as secrets_api
 
-    modules = [catalog_api, tables_api, volumes_api, functions_api, models_api, credentials_api, files_api,
-               identity_api, secrets_api, lineage_api, audit_api]
+    modules = [catalog_api, tables_api, table_data_api, volumes_api, functions_api, models_api, credentials_api,
+               files_api, identity_api, secrets_api, lineage_api, audit_api]
     return [m.router for m in modules]

@@ -16,6 +16,7 @@ from lakeforge.catalog.models import RegisteredModelService
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage, to_path
 from lakeforge.catalog.system_tables import ensure_system_table
+from lakeforge.catalog.table_data import TableDataService
 from lakeforge.catalog.tables import TableService
 from lakeforge.catalog.volumes import VolumeService
 from lakeforge.config import Settings
@@ -63,6 +64,7 @@ class AppContext:
         self.catalog = CatalogService(self.db, self.access, self.identity, self.storage,
                                       settings.default_page_size, settings.max_page_size)
         self.tables = TableService(self.catalog, self.home)
+        self.table_data = TableDataService(self.tables, settings)
         self.volumes = VolumeService(self.catalog, self.home)
         self.functions = FunctionService(self.catalog)
         self.models = RegisteredModelService(self.catalog)
