@@ -1,7 +1,7 @@
 """Catalog API benchmark: latency p50/p99 and requests/s with 1 and 16 concurrent clients for
 get-table, list-tables and create/delete-schema, on SQLite and PostgreSQL.
 
-    ./dev bench bench/catalog_api.py [--seconds 10] [--backend sqlite|postgresql|both]
+    ./dev bench bench/catalog_api.py [--seconds 10] [--backend sqlite|postgresql|both] [--workers 1,2]
 
 get-table and list-tables are driven by wrk; create/delete-schema pairs by a Python asyncio client
 (each worker creates a schema and deletes it, so the timing is for the pair of requests).
@@ -67,13 +67,14 @@ async def create_delete(server, workers: int, seconds: float) -> dict:
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000, "pairs": len(latencies)}
 
 
-def bench_backend(backend: str, seconds: int) -> dict:
+def bench_backend(backend: str, seconds: int, workers: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"lakeforge-bench-{backend}-"))
     pg_name = None
     url = None
     if backend == "postgresql":
         url, pg_name = create_pg_database()
-    server = start_server(home, database_url=url, env={"LAKEFORGE_LOG_LEVEL": "warning"})
+    server = start_server(home, database_url=url, env={"LAKEFORGE_LOG_LEVEL": "warning"}, workers=workers)
+    time.sleep(2 if workers > 1 else 0)  # let every worker finish starting
     results: dict = {}
     try:
         setup_catalog(server)
@@ -85,13 +86,13 @@ def bench_backend(backend: str, seconds: int) -> dict:
                 r = wrk.run(target, server.admin_token, connections=c, seconds=seconds)
                 results[f"{op} c={c}"] = {"requests_per_s": round(r.requests_per_s), "p50_ms": round(r.p50_ms, 2),
                                           "p99_ms": round(r.p99_ms, 2), "errors": r.errors}
-                print(backend, op, c, results[f"{op} c={c}"], flush=True)
+                print(backend, workers, op, c, results[f"{op} c={c}"], flush=True)
         for c in (1, 16):
             r = asyncio.run(create_delete(server, c, seconds))
             results[f"create+delete-schema c={c}"] = {"requests_per_s": round(r["pairs_per_s"] * 2),
                                                       "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2),
                                                       "errors": 0, "note": "per create+delete pair"}
-            print(backend, "create+delete", c, results[f"create+delete-schema c={c}"], flush=True)
+            print(backend, workers, "create+delete", c, results[f"create+delete-schema c={c}"], flush=True)
     finally:
         server.stop()
         if pg_name:
@@ -103,14 +104,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--workers", default="1,2", help="server worker counts to measure, comma-separated")
     args = ap.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    counts = [int(w) for w in args.workers.split(",")]
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "seconds": args.seconds,
-              "results": {b: bench_backend(b, args.seconds) for b in backends}}
+              "results": {f"{b} workers={w}": bench_backend(b, args.seconds, w) for b in backends for w in counts}}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "catalog_api.json").write_text(json.dumps(report, indent=2))
-    print("\n| backend | operation | clients | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+    print("\n| backend, server processes | operation | clients | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
     for backend, res in report["results"].items():
         for key, r in res.items():
             op, c = key.rsplit(" c=", 1)

@@ -73,7 +73,7 @@ class Server:
 
 
 def start_server(home: Path, *, database_url: str | None = None, env: dict | None = None,
-                 admin_token: str | None = None, port: int | None = None) -> Server:
+                 admin_token: str | None = None, port: int | None = None, workers: int = 1) -> Server:
     port = port or free_port()
     token = admin_token or f"test-admin-{secrets.token_hex(8)}"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFORGE_", "MLFLOW_"))}
@@ -84,7 +84,8 @@ def start_server(home: Path, *, database_url: str | None = None, env: dict | Non
     full_env.update(env or {})
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "lakeforge.cli.main", "up", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "lakeforge.cli.main", "up", "--port", str(port),
+                             "--workers", str(workers)],
                             env=full_env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     server = Server(url=url, home=home, admin_token=token, proc=proc, env=full_env, log_path=log_path)
