@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from lakeforge.client import catalog, platform
+from lakeforge.client.sql import Sql
 from lakeforge.client.connection import ApiError, Connection, Record
 
 
@@ -30,6 +31,7 @@ class Client:
         self.secrets = platform.Secrets(self._conn)
         self.audit = platform.Audit(self._conn)
         self.lineage = platform.Lineage(self._conn)
+        self.sql = Sql(self._conn)
 
     def request(self, method: str, path: str, **kw):
         """Escape hatch: any REST call with this client's host, token and error handling."""

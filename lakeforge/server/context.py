@@ -29,6 +29,7 @@ from lakeforge.lake.delta_sink import drain_orphans
 from lakeforge.lineage.service import LineageService
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
+from lakeforge.sql.service import SqlService
 from lakeforge.store import Database
 from lakeforge.store.generation import SharedGeneration
 from lakeforge.store.migrate import startup_lock, upgrade
@@ -72,6 +73,7 @@ class AppContext:
         # platform services
         self.secrets = SecretsService(self.db, self.access, self.identity, SecretCipher.from_settings(settings))
         self.lineage = LineageService(self.db, self.access, self.catalog, settings).registered(self.extensions)
+        self.sql = SqlService(self.tables, self.lineage).registered(self.extensions)
         self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
         self.audit_queries: AuditQueries | None = None
 
