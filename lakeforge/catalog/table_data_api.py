@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from lakeforge.catalog.table_data import ARROW_STREAM, TableRead
-from lakeforge.errors import InvalidParameter
+from lakeforge.errors import InvalidParameter, RequestTooLarge
 from lakeforge.server.http import call, caller, ok
 
 PREFIX = "/api/2.0/lakeforge/tables"
@@ -35,6 +35,10 @@ async def write_data(request: Request, full_name: str, mode: str = "append", sch
         raise InvalidParameter(f"Content-Type must be {ARROW_STREAM}; got '{content_type}'")
     svc = _svc(request)
     who = caller(request)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > svc.max_upload_bytes:
+        raise RequestTooLarge(f"Table data uploads are limited to {svc.max_upload_bytes} bytes; this one is "
+                              f"{length} bytes")
     await call(svc.check_write, who, full_name, mode, schema_mode)  # refuse before reading gigabytes
     upload = await call(svc.new_upload)
     try:
