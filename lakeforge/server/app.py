@@ -13,6 +13,7 @@ from lakeforge.server import errors
 from lakeforge.server.context import AppContext
 from lakeforge.server.http import ok
 from lakeforge.server.middleware import PlatformMiddleware
+from lakeforge.tracking import api as tracking_api
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
 
     for router in _routers():
         api.include_router(router)
+
+    # MLflow tracking: a catch-all mount at "/", so it must stay after every other router.
+    tracking_api.mount(api)
     return PlatformMiddleware(api, ctx), api
 
 

@@ -33,6 +33,7 @@ from lakeforge.sql.service import SqlService
 from lakeforge.store import Database
 from lakeforge.store.generation import SharedGeneration
 from lakeforge.store.migrate import startup_lock, upgrade
+from lakeforge.tracking.service import TrackingService
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class AppContext:
         self.secrets = SecretsService(self.db, self.access, self.identity, SecretCipher.from_settings(settings))
         self.lineage = LineageService(self.db, self.access, self.catalog, settings).registered(self.extensions)
         self.sql = SqlService(self.tables, self.lineage).registered(self.extensions)
+        self.tracking = TrackingService(settings, self.db, self.access, self.identity).registered(self.extensions)
         self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
         self.audit_queries: AuditQueries | None = None
 

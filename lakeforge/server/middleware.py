@@ -29,7 +29,19 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
-PUBLIC = {("GET", "/health"), ("GET", "/.well-known/databricks-config"), ("HEAD", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/.well-known/databricks-config"), ("HEAD", "/health"),
+          # the web UI's sign-in page and its start page (its data calls authenticate; see tracking)
+          ("GET", "/login"), ("POST", "/login"), ("GET", "/"), ("HEAD", "/")}
+# Static web UI assets (MLflow's bundled JavaScript and CSS) hold no data.
+PUBLIC_PREFIXES = ("/static-files/",)
+# The web UI cannot send a Bearer header; the sign-in page keeps the token in this cookie.
+TOKEN_COOKIE = "lakeforge_token"
+
+
+def is_public(method: str, path: str) -> bool:
+    return (method, path) in PUBLIC or (method in ("GET", "HEAD") and path.startswith(PUBLIC_PREFIXES))
+
+
 SERVICES = [
     ("/api/2.1/unity-catalog/permissions", "grants"),
     ("/api/2.1/unity-catalog/", "unityCatalog"),
@@ -73,7 +85,7 @@ class PlatformMiddleware:
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode()),
                                                                  (b"x-lakeforge-worker", self.worker)]
-                if not (scope["method"], scope["path"]) in PUBLIC:
+                if not is_public(scope["method"], scope["path"]):
                     await self._audit(scope, headers, entry, state, started)
                 state["started"] = True
             await send(message)
@@ -83,7 +95,7 @@ class PlatformMiddleware:
             length = headers.get(b"content-length")
             if length and length.isdigit() and int(length) > limit and not self._unlimited(scope):
                 raise RequestTooLarge(f"Request body is {int(length)} bytes; the limit is {limit} bytes")
-            if (scope["method"], scope["path"]) not in PUBLIC:
+            if not is_public(scope["method"], scope["path"]):
                 entry.action = "authenticate"  # replaced by the route's name once authenticated
                 principal = self.ctx.identity.authenticate(_bearer(headers))
                 entry.action = None
@@ -110,6 +122,8 @@ class PlatformMiddleware:
         # their own limits, not by the JSON body limit.
         path, method = scope["path"], scope["method"]
         return ((method == "PUT" and path.startswith("/api/2.0/fs/files/"))
+                or (method == "PUT" and path.startswith(("/api/2.0/mlflow-artifacts/artifacts/",
+                                                         "/ajax-api/2.0/mlflow-artifacts/artifacts/")))
                 or (method == "POST" and path.startswith("/api/2.0/lakeforge/tables/") and path.endswith("/data")))
 
     def _limited(self, receive, limit: int, scope):
@@ -163,6 +177,16 @@ def _bearer(headers: dict) -> str | None:
     value = (headers.get(b"authorization") or b"").decode("latin-1")
     if value[:7].lower() == "bearer ":
         return value[7:].strip() or None
+    return cookie_token(headers)
+
+
+def cookie_token(headers: dict) -> str | None:
+    """The token the web UI's sign-in stored (HttpOnly, SameSite=Strict: never sent cross-site)."""
+    raw = (headers.get(b"cookie") or b"").decode("latin-1")
+    for part in raw.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == TOKEN_COOKIE and value:
+            return value.strip('"')
     return None
 
 
