@@ -231,6 +231,8 @@ def test_failed_first_write_leaves_no_table(any_server, namespace, lf):
         r = c.post(DATA.format(full), content=body[:-30], headers={"Content-Type": ARROW})
     assert r.status_code == 400, r.text
     assert not lf.tables.exists(full)
+    tables_dir = file_path(lf.catalogs.get(namespace.split(".")[0])["storage_location"]) / "tables"
+    assert not tables_dir.exists() or list(tables_dir.iterdir()) == []  # its Delta files are gone too
     assert lf.tables.write(pa.table({"id": [1]}), full)["created"] is True  # the name is free again
 
 
@@ -255,6 +257,28 @@ def test_bad_requests_are_400_not_500(any_server, namespace, lf):
         assert c.get(DATA.format(full)).status_code == 404
         assert c.get(DATA.format(f"{namespace}.missing")).json()["error_code"] == "NOT_FOUND"
     assert not lf.tables.exists(full)
+
+
+def test_uploads_past_the_json_limit_stream_and_the_upload_limit_holds(any_server, namespace, lf):
+    full = f"{namespace}.big"
+    big = pa.table({"n": pa.array(range(1_600_000), pa.int64())})  # ~13 MB: past the 10 MB JSON body limit
+    assert lf.tables.write(big, full)["num_rows"] == 1_600_000
+    assert lf.tables.read(full, columns=["n"], limit=5).num_rows == 5
+    # A declared length past the upload limit is refused before any byte is read.
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(any_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("POST", DATA.format(full))
+    for k, v in {"Authorization": f"Bearer {any_server.admin_token}", "Content-Type": ARROW,
+                 "Content-Length": str(3 * 1024**3)}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 413 and json.loads(r.read())["error_code"] == "REQUEST_TOO_LARGE"
+    conn.close()
+    assert version(lf, full) == 1
 
 
 def test_upload_limit(tmp_path):
@@ -366,6 +390,33 @@ def test_overwrite_keeps_the_schema_unless_schema_mode_overwrite(server, unique)
                                                                                          ("label", "string")]
         assert lf.tables.read(full).to_pydict() == {"id": ["one"], "label": ["x"]}
         assert lf.tables.read(full, version=1).to_pydict() == {"id": [1], "name": ["a"]}
+
+
+def test_tables_created_through_the_catalog_api(server, unique):
+    schema = _schema(server, unique)
+    cat, sch = schema.split(".")
+    columns = [{"name": "id", "type_text": "bigint", "nullable": False, "position": 0, "comment": "key"},
+               {"name": "amount", "type_text": "decimal(12,2)", "position": 1},
+               {"name": "day", "type_text": "date", "position": 2, "partition_index": 0}]
+    with server.client() as c:
+        r = c.post(f"{UC}/tables", json={"name": "sales", "catalog_name": cat, "schema_name": sch,
+                                          "table_type": "MANAGED", "columns": columns})
+        assert r.status_code == 200, r.text
+    full = f"{schema}.sales"
+    with Client(server.url, token=server.admin_token) as lf:
+        frame = pd.DataFrame({"ID": [1, 2], "day": [dt.date(2026, 1, 1), dt.date(2026, 1, 2)]})
+        lf.tables.write(pa.Table.from_pandas(frame, preserve_index=False), full)  # names match case-insensitively
+        lf.tables.write(pa.table({"id": [3], "day": [dt.date(2026, 1, 1)], "note": ["n"]}), full,
+                        schema_mode="merge")
+        got = lf.tables.read(full).sort_by("id")
+        assert got["id"].to_pylist() == [1, 2, 3] and got["amount"].null_count == 3
+        info = lf.tables.get(full)
+        cols = {c["name"]: c for c in info["columns"]}
+        # Comments, NOT NULL and partition marks survive the catalog update after the merge.
+        assert cols["id"]["comment"] == "key" and cols["id"]["nullable"] is False
+        assert cols["day"]["partition_index"] == 0 and cols["note"]["type_text"] == "string"
+        location = file_path(info["storage_location"])
+        assert DeltaTable(str(location)).metadata().partition_columns == ["day"]
 
 
 def test_external_delta_tables_are_written_too(server, unique, tmp_path):

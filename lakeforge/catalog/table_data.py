@@ -120,6 +120,8 @@ class TableDataService:
         mode, schema_mode = _modes(mode, schema_mode)
         names.parse(full_name, 3, "table name")
         reader = _open_stream(source)
+        if not reader.schema.names:
+            raise InvalidParameter("The data has no columns")
         created = False
         try:
             target = self._target(caller, full_name, P.MODIFY)
