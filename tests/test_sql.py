@@ -283,6 +283,9 @@ def test_files_and_settings_are_out_of_reach(server, tmp_path):
             assert resp["status"]["state"] == "FAILED" and "result" not in resp, resp
     status, resp = run_sql(server, "SELECT current_setting('enable_external_access')")
     assert resp["result"]["data_array"] == [["false"]]
+    # Generated view names are not a way around the catalog: a statement sees only its own views.
+    status, resp = run_sql(server, "SELECT * FROM query('SELECT * FROM __lakeforge_t0')")
+    assert resp["status"]["state"] == "FAILED", resp
 
 
 # ---- large results, waiting, cancel --------------------------------------------------------------

@@ -24,7 +24,7 @@ from lakeforge.catalog.tables import TableService
 from lakeforge.errors import InvalidParameter, InvalidState, LakeforgeError, ResourceAlreadyExists
 from lakeforge.identity.principal import Principal
 from lakeforge.sql import planner, results, writes
-from lakeforge.sql.engine import QueryError, StatementEngine
+from lakeforge.sql.engine import QueryDatabase, QueryError, StatementEngine
 from lakeforge.sql.planner import Plan
 from lakeforge.sql.statements import TERMINAL, Statement, StatementStore
 
@@ -87,6 +87,7 @@ class SqlService:
         self.store = StatementStore(ttl_seconds, max_bytes)
         self.workers = workers
         self.pool: ThreadPoolExecutor | None = None
+        self.database: QueryDatabase | None = None
 
     def registered(self, extensions: list) -> SqlService:
         """Hand the worker pool's start/stop to the application context; returns self."""
@@ -94,6 +95,7 @@ class SqlService:
         return self
 
     def start(self) -> None:
+        self.database = QueryDatabase()
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lakeforge-sql")
 
     def stop(self) -> None:
@@ -102,6 +104,8 @@ class SqlService:
                 st.engine.interrupt()
         if self.pool:
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.database:
+            self.database.close()
 
     # ---- execute -------------------------------------------------------------------------------
     def execute(self, caller: Principal, statement: str, *, catalog: str | None = None, schema: str | None = None,
@@ -126,7 +130,7 @@ class SqlService:
         sql = planner.rewrite(plan.query, views, plan.source_nodes)
         opts = Options(row_limit if plan.kind == "QUERY" else None, byte_limit)
         try:
-            engine = StatementEngine({views[f]: locations[f] for f in plan.sources})
+            engine = StatementEngine(self.database, {views[f]: locations[f] for f in plan.sources})
         except (DeltaError, OSError) as e:
             st.finish("FAILED", {"error_code": "IO_ERROR", "message": f"Could not open a table: {_first_line(e)}"})
             return self.response(self.store.add(st))
