@@ -147,6 +147,14 @@ def is_registry_path(path: str) -> bool:
     return False
 
 
+def rule_for(endpoint: str) -> Rule | None:
+    """The rule of an MLflow endpoint; None (admins only) when the table does not list it."""
+    rule = RULES.get(endpoint)
+    if rule is None and any(word in endpoint for word in ("gateway", "budget", "guardrail", "provider")):
+        return OFF  # the AI gateway's configuration and discovery APIs
+    return rule
+
+
 def native_rule(path: str) -> tuple[str, Rule] | None:
     for prefix, name, rule in NATIVE_PREFIXES:
         if path.startswith(prefix):

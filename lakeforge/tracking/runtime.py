@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import anyio
@@ -63,7 +64,10 @@ class MlflowRuntime:
 
                 handlers._get_tracking_store()  # creates or upgrades MLflow's tables
             from mlflow.server import app as flask_app
-            from mlflow.server.fastapi_app import create_fastapi_app
+
+            with warnings.catch_warnings():  # MLflow's own use of starlette's deprecated WSGI module
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from mlflow.server.fastapi_app import create_fastapi_app
 
             self.asgi = create_fastapi_app()
             self.routes = flask_app.url_map.bind("localhost")

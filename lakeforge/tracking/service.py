@@ -22,7 +22,7 @@ from lakeforge.identity.service import IdentityService
 from lakeforge.store import Database
 from lakeforge.tracking.lookup import ExperimentLookup, as_experiment_id
 from lakeforge.tracking.permissions import ExperimentPermissions
-from lakeforge.tracking.rules import RULES, Rule, Special, Target, native_rule
+from lakeforge.tracking.rules import Rule, Special, Target, native_rule, rule_for
 from lakeforge.tracking.runtime import MlflowRuntime
 
 
@@ -103,7 +103,7 @@ class TrackingService:
             raise MethodNotAllowed(f"Method {method} is not allowed on {path}") from None
         except WzNotFound:
             raise NotFound(f"No API found for {method} {path}", error_code="ENDPOINT_NOT_FOUND") from None
-        return endpoint, view_args, RULES.get(endpoint)
+        return endpoint, view_args, rule_for(endpoint)
 
     # ---- the decision --------------------------------------------------------------------------
     def decide(self, principal: Principal, endpoint: str, rule: Rule | None, params: Params) -> str | None:
