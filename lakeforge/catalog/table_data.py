@@ -148,7 +148,7 @@ class TableDataService:
 
     @staticmethod
     def _plan(target: DeltaTarget, incoming: pa.Schema, mode: str, schema_mode: str | None) -> WritePlan:
-        dt = DeltaTable(str(target.path))
+        dt = _open_delta(target)
         plan = plan_write(pa.schema(dt.schema().to_arrow()), incoming, mode, schema_mode)
         if plan.delta_schema_mode == "overwrite":
             dropped = [c for c in dt.metadata().partition_columns if c not in plan.target.names]
@@ -239,7 +239,7 @@ class TableDataService:
         if limit is not None and limit < 1:
             raise InvalidParameter("limit must be 1 or more")
         target = self._target(caller, full_name, P.SELECT)
-        return {"history": [_history_entry(h) for h in DeltaTable(str(target.path)).history(limit)]}
+        return {"history": [_history_entry(h) for h in _open_delta(target).history(limit)]}
 
     def changes(self, caller: Principal, full_name: str, starting_version: int = 0,
                 ending_version: int | None = None) -> TableRead:
@@ -248,7 +248,7 @@ class TableDataService:
         if starting_version < 0 or (ending_version is not None and ending_version < starting_version):
             raise InvalidParameter("Need 0 <= starting_version <= ending_version")
         target = self._target(caller, full_name, P.SELECT)
-        dt = DeltaTable(str(target.path))
+        dt = _open_delta(target)
         if dt.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
             raise InvalidState(f"Table '{full_name}' does not record a change data feed")
         latest = dt.version()
@@ -295,15 +295,22 @@ def _open_stream(source: Path) -> pa.RecordBatchReader:
         raise InvalidParameter(f"The body must be an Arrow IPC stream ({ARROW_STREAM}): {_first_line(e)}") from None
 
 
+def _open_delta(target: DeltaTarget) -> DeltaTable:
+    try:
+        return DeltaTable(str(target.path))
+    except DeltaError as e:  # the catalog entry outlived its data (deleted or corrupt outside Lakeforge)
+        raise InvalidState(f"The Delta table of '{target.full_name}' cannot be read: {_first_line(e)}") from None
+
+
 def _delta_at(target: DeltaTarget, version: int | None) -> DeltaTable:
     if version is None:
-        return DeltaTable(str(target.path))
+        return _open_delta(target)
     if version < 0:
         raise InvalidParameter("version must be 0 or more")
     try:
         return DeltaTable(str(target.path), version=version)
     except DeltaError:
-        latest = DeltaTable(str(target.path)).version()
+        latest = _open_delta(target).version()
         raise InvalidParameter(f"Table '{target.full_name}' has no version {version}; its versions are 0 to "
                                f"{latest}") from None
 
