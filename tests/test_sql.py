@@ -246,6 +246,13 @@ def test_malformed_sql_is_400_with_position(server):
     assert status == 400 and "Syntax error" in resp["message"]
     status, resp = run_sql(server, "SELECT 1; SELECT 2")
     assert status == 400 and "one statement" in resp["message"]
+    status, resp = run_sql(server, "SELECT 1 FROM a.b.c.d")
+    assert status == 400 and "a.b.c.d" in resp["message"]
+    status, resp = run_sql(server, "SELECT ?")
+    assert status == 400 and "named :name" in resp["message"]
+    # A CTAS whose result Delta cannot store is refused before anything runs or is created.
+    status, resp = run_sql(server, "CREATE TABLE main.default.iv AS SELECT INTERVAL 1 DAY AS i")
+    assert status == 400 and "'i'" in resp["message"], resp
 
 
 @pytest.mark.parametrize("statement,kind", [

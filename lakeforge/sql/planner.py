@@ -116,8 +116,11 @@ def table_references(query: exp.Expression, catalog: str, schema: str) -> tuple[
     ctes = {c.alias_or_name.lower() for c in query.find_all(exp.CTE)}
     found: dict[str, list[exp.Table]] = {}
     for node in query.find_all(exp.Table):
-        if not isinstance(node.this, exp.Identifier):
+        if isinstance(node.this, exp.Func):
             continue  # a table function
+        if not isinstance(node.this, exp.Identifier):
+            raise InvalidParameter(f"Unsupported table reference '{node.sql(dialect=DIALECT)}': use "
+                                   "catalog.schema.table")
         if not node.args.get("db") and node.name.lower() in ctes:
             continue
         found.setdefault(resolve(node, catalog, schema), []).append(node)
@@ -138,7 +141,7 @@ def bind_parameters(tree: exp.Expression, parameters: dict[str, tuple[str | None
     used = set()
     for ph in list(tree.find_all(exp.Placeholder)):
         name = ph.name
-        if not name:
+        if not name or name == "?":
             raise InvalidParameter("Positional '?' parameters are not supported; use named :name markers")
         if name not in parameters:
             raise InvalidParameter(f"No value given for parameter ':{name}'")

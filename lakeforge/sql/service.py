@@ -135,9 +135,12 @@ class SqlService:
             st.finish("FAILED", {"error_code": "IO_ERROR", "message": f"Could not open a table: {_first_line(e)}"})
             return self.response(self.store.add(st))
         mapping = None
-        if plan.kind == "INSERT":
+        if plan.kind != "QUERY":  # bind the query first, so a write that cannot fit is a 400 before it runs
             try:
-                mapping = self._insert_mapping(engine, sql, plan, locations[plan.target])
+                if plan.kind == "INSERT":
+                    mapping = self._insert_mapping(engine, sql, plan, locations[plan.target])
+                else:
+                    writes.delta_schema(engine.schema(sql))
             except QueryError as e:
                 engine.close()
                 st.finish("FAILED", {"error_code": "BAD_REQUEST", "message": _first_line(e, 2000)})

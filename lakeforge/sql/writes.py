@@ -38,16 +38,25 @@ def delta_type(t: pa.DataType) -> pa.DataType:
 
 def for_delta(table: pa.Table) -> pa.Table:
     """The result with column types Delta accepts; a type with no Delta equivalent is a 400."""
+    schema = delta_schema(table.schema)
+    return table if schema == table.schema else table.cast(schema)
+
+
+def delta_schema(schema: pa.Schema) -> pa.Schema:
+    """The Delta form of a result schema; duplicate names or types Delta cannot store are a 400."""
+    seen: set[str] = set()
     fields = []
-    for f in table.schema:
+    for f in schema:
+        if f.name.lower() in seen:
+            raise InvalidParameter(f"Column name '{f.name}' appears more than once; give each column its own alias")
+        seen.add(f.name.lower())
         t = delta_type(f.type)
         try:
             type_text(t)
         except InvalidParameter:
             raise InvalidParameter(f"Column '{f.name}' has type {f.type}, which a Delta table cannot store") from None
         fields.append(pa.field(f.name, t, True))
-    schema = pa.schema(fields)
-    return table if schema == table.schema else table.cast(schema)
+    return pa.schema(fields)
 
 
 def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
