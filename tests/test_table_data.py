@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -265,6 +266,8 @@ def test_uploads_past_the_json_limit_stream_and_the_upload_limit_holds(any_serve
     big = pa.table({"n": pa.array(range(1_600_000), pa.int64())})  # ~13 MB: past the 10 MB JSON body limit
     assert lf.tables.write(big, full)["num_rows"] == 1_600_000
     assert lf.tables.read(full, columns=["n"], limit=5).num_rows == 5
+    back = lf.tables.read(full)  # a multi-MB response, streamed back in many chunks
+    assert back.num_rows == 1_600_000 and pc.sum(back["n"]).as_py() == sum(range(1_600_000))
     # A declared length past the upload limit is refused before any byte is read.
     import http.client
     from urllib.parse import urlparse

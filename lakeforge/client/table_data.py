@@ -61,7 +61,9 @@ def get_table(conn: Connection, path: str, params: dict) -> pa.Table:
         if resp.status_code >= 400:
             resp.read()
             raise_for_status(resp)
-        return pa.ipc.open_stream(pa.PythonFile(_ResponseFile(resp.iter_bytes()), mode="r")).read_all()
+        # Buffered: Arrow expects each read to return the whole message body, not what one chunk holds.
+        body = io.BufferedReader(_ResponseFile(resp.iter_bytes()), buffer_size=1 << 20)
+        return pa.ipc.open_stream(pa.PythonFile(body, mode="r")).read_all()
 
 
 def raise_for_status(resp: httpx.Response) -> None:
@@ -114,5 +116,5 @@ class _ResponseFile(io.RawIOBase):
                 return 0
         n = min(len(buffer), len(self.pending))
         buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
+        self.pending = self.pending[n:]  # chunks are small (network reads): no quadratic copying
         return n
