@@ -64,9 +64,10 @@ def _routers():
     )
     from lakeforge.identity import api as identity_api
     from lakeforge.lineage import api as lineage_api
+    from lakeforge.models import api as registry_api
     from lakeforge.secrets import api as secrets_api
     from lakeforge.sql import api as sql_api
 
     modules = [catalog_api, tables_api, table_data_api, volumes_api, functions_api, models_api, credentials_api,
-               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api]
+               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api, registry_api]
     return [m.router for m in modules]

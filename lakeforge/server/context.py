@@ -27,6 +27,7 @@ from lakeforge.identity.service import IdentityService
 from lakeforge.identity.token_service import TokenService
 from lakeforge.lake.delta_sink import drain_orphans
 from lakeforge.lineage.service import LineageService
+from lakeforge.models.service import RegistryService
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
 from lakeforge.sql.service import SqlService
@@ -76,6 +77,7 @@ class AppContext:
         self.lineage = LineageService(self.db, self.access, self.catalog, settings).registered(self.extensions)
         self.sql = SqlService(self.tables, self.lineage).registered(self.extensions)
         self.tracking = TrackingService(settings, self.db, self.access, self.identity).registered(self.extensions)
+        self.registry = RegistryService(self.models, self.model_versions, self.lineage, settings, lambda: self.tracking)
         self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
         self.audit_queries: AuditQueries | None = None
 
