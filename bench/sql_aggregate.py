@@ -29,7 +29,7 @@ from deltalake import DeltaTable, write_deltalake
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness import start_server  # noqa: E402
+from tests.harness import start_server
 
 UC = "/api/2.1/unity-catalog"
 QUERY = ("SELECT category, count(*) AS n, sum(value) AS total, avg(value) AS mean FROM {table} "

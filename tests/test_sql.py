@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -138,7 +137,7 @@ def test_named_parameters(shop):
 
 def test_row_limit_truncates(shop):
     server, cat = shop
-    status, resp = run_sql(server, f"SELECT id FROM {cat}.s.orders ORDER BY id", row_limit=2)
+    _status, resp = run_sql(server, f"SELECT id FROM {cat}.s.orders ORDER BY id", row_limit=2)
     assert resp["manifest"]["truncated"] is True and resp["manifest"]["total_row_count"] == 2
     assert resp["result"]["data_array"] == [["1"], ["2"]]
 
@@ -228,7 +227,7 @@ def test_access_checked_on_every_table_before_running(shop):
     status, resp = run_sql(server, f"CREATE TABLE {cat}.s.mine AS SELECT * FROM {cat}.s.customers", token=token)
     assert resp["status"]["state"] == "SUCCEEDED", resp
     # Another user cannot read the statement's result.
-    other_user, other = server.new_user()
+    _other_user, other = server.new_user()
     with server.client(other) as c:
         assert c.get(f"{SQL}/{resp['statement_id']}").status_code == 404
     with server.client() as c:  # admins can
@@ -311,7 +310,7 @@ def big_table(server):
 
 def test_large_results_are_chunked(server, big_table):
     name, n = big_table
-    status, resp = run_sql(server, f"SELECT id, label FROM {name} ORDER BY id")
+    _status, resp = run_sql(server, f"SELECT id, label FROM {name} ORDER BY id")
     m = resp["manifest"]
     assert m["total_row_count"] == n and m["total_chunk_count"] == 3 and len(m["chunks"]) == 3
     assert [c["row_offset"] for c in m["chunks"]] == [0, 100_000, 200_000]
@@ -361,9 +360,13 @@ def test_wait_timeout_zero_then_poll_and_cancel(server, big_table):
 
 # ---- real clients --------------------------------------------------------------------------------
 def test_databricks_sdk_statement_execution(server, big_table):
-    from databricks.sdk.service.sql import ColumnInfoTypeName, StatementParameterListItem, StatementState
+    from databricks.sdk.service.sql import (
+        ColumnInfoTypeName,
+        StatementParameterListItem,
+        StatementState,
+    )
 
-    name, n = big_table
+    name, _n = big_table
     w = server.workspace()
     resp = w.statement_execution.execute_statement(statement=f"SELECT id, label FROM {name} WHERE id < :lim",
                                                    warehouse_id="x", wait_timeout="30s",
@@ -408,7 +411,7 @@ def test_cli_prints_a_table(shop, tmp_path):
            "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "sql", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "sql", *args], check=False, env=env,
                               capture_output=True, text=True, timeout=120)
 
     out = cli(f"SELECT region, count(*) AS n FROM {cat}.s.orders GROUP BY region ORDER BY region")

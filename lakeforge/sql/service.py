@@ -21,7 +21,12 @@ from lakeforge.catalog import securables as sec
 from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.tables import TableService
-from lakeforge.errors import InvalidParameter, InvalidState, LakeforgeError, ResourceAlreadyExists
+from lakeforge.errors import (
+    InvalidParameter,
+    InvalidState,
+    LakeforgeError,
+    ResourceAlreadyExists,
+)
 from lakeforge.identity.principal import Principal
 from lakeforge.sql import planner, results, writes
 from lakeforge.sql.engine import QueryDatabase, QueryError, StatementEngine
@@ -166,7 +171,7 @@ class SqlService:
                 self.catalog.check(s, caller, P.MODIFY, row)
                 locations[plan.target] = row.storage_location
             elif plan.kind == "CTAS":
-                cat, sch, name = plan.target.split(".")
+                cat, sch, _name = plan.target.split(".")
                 schema_row = sec.get_parent_row(s, Kind.TABLE, cat, sch)
                 self.catalog.check(s, caller, P.CREATE_TABLE, schema_row)
                 try:

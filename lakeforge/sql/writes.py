@@ -91,7 +91,7 @@ def align_for_insert(source: pa.Schema, target: pa.Schema, columns: list[str] | 
         if unknown:
             raise InvalidParameter(f"Column(s) {unknown} do not exist in table '{table}'")
         wanted = [c.lower() for c in columns]
-    elif all(n.lower() in by_name for n in source.names) and len(set(n.lower() for n in source.names)) == len(source):
+    elif all(n.lower() in by_name for n in source.names) and len({n.lower() for n in source.names}) == len(source):
         wanted = [n.lower() for n in source.names]
     else:
         wanted = [f.name.lower() for f in target][: len(source)]
