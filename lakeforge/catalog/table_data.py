@@ -179,7 +179,7 @@ class TableDataService:
         try:
             write_deltalake(str(target.path), pa.RecordBatchReader.from_batches(plan.target, batches()), mode=mode,
                             schema_mode=plan.delta_schema_mode, commit_properties=props)
-        except (DeltaError, OSError) as e:
+        except Exception as e:
             if failure:  # our own refusal, raised inside the Delta writer: nothing was committed
                 raise failure[0] from None
             if isinstance(e, SchemaMismatchError):
