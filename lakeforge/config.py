@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     # Base64 32-byte key for secrets; otherwise a generated key file under `home`.
     secrets_key: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # Table data uploads (Arrow streams) are spooled to disk and bounded separately.
+    max_table_upload_bytes: int = 2 * 1024**3
     # Audit records reach the write-ahead log file before each response, so they survive a crash of
     # the server process. With fsync they also survive a crash of the machine, at the cost of one
     # disk flush per request (shared by concurrent requests).

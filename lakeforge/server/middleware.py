@@ -52,6 +52,10 @@ SERVICES = [
     ("/api/2.0/fs/", "files"),
     ("/api/2.0/lineage", "lineage"),
     ("/api/2.0/lakeforge/audit", "audit"),
+    ("/api/2.0/lakeforge/tables", "tables"),
+    ("/api/2.0/sql/", "sql"),
+    ("/api/2.0/mlflow", "mlflow"),
+    ("/ajax-api/2.0/mlflow", "mlflow"),
 ]
 
 
