@@ -228,7 +228,7 @@ class SqlService:
             st.finish("FAILED", {"error_code": "INTERNAL_ERROR", "message": f"{type(e).__name__}: {_first_line(e)}"})
         finally:
             engine.close()
-            self.store.settled()
+            self.store.settled(st)
 
     def _succeed(self, st: Statement, data: pa.Table, row_limit: int | None = None,
                  byte_limit: int | None = None) -> None:

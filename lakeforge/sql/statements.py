@@ -1,5 +1,6 @@
 """Statements in memory: their state, their result, who may read them. Finished results expire
-after a TTL, and the oldest are dropped first when the held results exceed a byte budget."""
+after a TTL, and the least recently read are dropped first when the held results exceed a byte
+budget."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lakeforge.errors import ResourceDoesNotExist
 from lakeforge.identity.principal import Principal
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED", "CLOSED")
+SWEEP_SECONDS = 1.0  # expired statements are looked for at most this often
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Statement:
     state: str = "PENDING"
     error: dict | None = None
     result: pa.Table | None = None
+    result_bytes: int = 0  # counted once, when the result lands
     chunks: list = field(default_factory=list)
     manifest: dict | None = None
     truncated: bool = False
@@ -32,10 +35,6 @@ class Statement:
     future: Any = None
     done: threading.Event = field(default_factory=threading.Event)
     finished_at: float | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return self.result.nbytes if self.result is not None else 0
 
     def finish(self, state: str, error: dict | None = None) -> bool:
         """Move to a terminal state once; False when it already had one (a cancel won the race)."""
@@ -52,14 +51,29 @@ class StatementStore:
     def __init__(self, ttl_seconds: float = 3600.0, max_bytes: int = 1 << 30):
         self.ttl = ttl_seconds
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, Statement] = OrderedDict()
+        self._items: OrderedDict[str, Statement] = OrderedDict()  # least recently used first
+        self._bytes = 0
+        self._swept = 0.0
         self._lock = threading.RLock()
 
     def add(self, st: Statement) -> Statement:
         with self._lock:
             self._items[st.statement_id] = st
-            self._evict()
+            if st.result is not None:
+                self._count(st)
         return st
+
+    def settled(self, st: Statement) -> None:
+        """A statement's result landed: count its bytes and keep the total within budget."""
+        with self._lock:
+            if st.statement_id in self._items:
+                self._count(st)
+
+    def _count(self, st: Statement) -> None:
+        if st.result is not None and not st.result_bytes:
+            st.result_bytes = st.result.nbytes
+            self._bytes += st.result_bytes
+        self._evict()
 
     def get(self, caller: Principal, statement_id: str) -> Statement:
         """Only the submitter or an admin sees a statement; for anyone else it does not exist."""
@@ -73,23 +87,21 @@ class StatementStore:
                                        f"{int(self.ttl)} s).")
         return st
 
-    def settled(self) -> None:
-        """Called when a result lands: keep the held bytes within budget."""
-        with self._lock:
-            self._evict()
+    def _drop(self, statement_id: str) -> None:
+        st = self._items.pop(statement_id)
+        self._bytes -= st.result_bytes
 
     def _evict(self) -> None:
         now = time.monotonic()
-        for sid in [k for k, v in self._items.items() if v.finished_at and now - v.finished_at > self.ttl]:
-            del self._items[sid]
-        total = sum(v.nbytes for v in self._items.values())
-        for sid in list(self._items):
-            if total <= self.max_bytes:
-                break
-            st = self._items[sid]
-            if st.finished_at is not None:
-                total -= st.nbytes
-                del self._items[sid]
+        if now - self._swept >= SWEEP_SECONDS:
+            self._swept = now
+            for sid in [k for k, v in self._items.items() if v.finished_at and now - v.finished_at > self.ttl]:
+                self._drop(sid)
+        if self._bytes > self.max_bytes:
+            for sid in [k for k, v in self._items.items() if v.finished_at is not None]:
+                if self._bytes <= self.max_bytes:
+                    break
+                self._drop(sid)
 
     def all(self) -> list[Statement]:
         with self._lock:
