@@ -4,6 +4,7 @@ Lakeforge server, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -11,8 +12,8 @@ import pandas as pd
 import pytest
 
 mlflow = pytest.importorskip("mlflow")
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def use(monkeypatch):
 def _reset():
     while mlflow.active_run():
         mlflow.end_run()
-    import mlflow.tracking.fluent as fluent
+    from mlflow.tracking import fluent
 
     fluent._active_experiment_id = None
     mlflow.set_tracking_uri(None)
@@ -100,7 +101,7 @@ def test_tracking_end_to_end(any_server, use, tmp_path):
     assert sorted(p.name for p in (root / "plots").iterdir()) == ["a.csv", "b.csv"]
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes.txt",
                                                 dst_path=str(tmp_path / "dl"))
-    assert open(local).read() == "hello"
+    assert Path(local).read_text() == "hello"
 
     # the logged model is found and loads back, by model id and through the run
     assert info.model_uri.startswith("models:/m-")
@@ -164,7 +165,10 @@ def test_web_ui_sign_in(server):
 
 # ---- experiment permissions -------------------------------------------------------------------
 def test_experiment_permissions(server, use):
-    from databricks.sdk.service.ml import ExperimentAccessControlRequest, ExperimentPermissionLevel
+    from databricks.sdk.service.ml import (
+        ExperimentAccessControlRequest,
+        ExperimentPermissionLevel,
+    )
 
     owner_name, owner = server.new_user()
     other_name, other = server.new_user()
@@ -189,7 +193,7 @@ def test_experiment_permissions(server, use):
     with pytest.raises(MlflowException) as e:
         client.search_runs([exp_id])
     assert _error_code(e) == "PERMISSION_DENIED"
-    with pytest.raises(Exception) as e:  # noqa: B017 - the artifact client raises requests' HTTPError
+    with pytest.raises(Exception) as e:
         mlflow.artifacts.list_artifacts(artifact_uri=f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts")
     assert "PERMISSION_DENIED" in str(e.value) or "403" in str(e.value)
     assert exp_id not in {x.experiment_id for x in client.search_experiments()}
