@@ -258,7 +258,7 @@ def test_unknown_names_and_bad_input(server, mlf):
     assert _code(e) == "INVALID_PARAMETER_VALUE"
 
     # Sources the server must not read: outside the storage root, unknown schemes, other models.
-    for bad in ("/etc", "file:///etc/passwd", "s3://bucket/model", f"models:/{schema}.m/1",
+    for bad in ("/etc", "file:///etc/passwd", "s3://bucket/model", f"models:/{schema}.m@champion",
                 "mlflow-artifacts:/../../../etc", "runs:/"):
         with pytest.raises(RestException) as e:
             client.create_model_version(f"{schema}.m", bad)
@@ -325,13 +325,21 @@ def test_tampered_files_are_refused(server, mlf):
     with pytest.raises(Exception, match="tampered"):
         mlflow.pyfunc.load_model(f"models:/{name}/1")
     (location / "extra.py").unlink()
+
+    # MLflow's copy_model_version (dev -> prod) copies a verified registered version.
+    prod = f"{_schema(server)}.m"
+    copied = client.copy_model_version(f"models:/{name}/1", prod)
+    assert (copied.name, copied.version, copied.status) == (prod, "1", "READY")
+    mlflow.pyfunc.load_model(f"models:/{prod}/1")
+    pickle.write_bytes(pickle.read_bytes() + b"tampered")
+    with pytest.raises(MlflowException, match="integrity check"):
+        client.copy_model_version(f"models:/{name}/1", prod)
     with server.client() as c:
         r = c.get(f"/api/2.0/mlflow-artifacts/artifacts/_lakeforge_registry/{name.replace('.', '/')}/1/MLmodel")
         assert r.status_code == 200 and b"flavors" in r.content
         listing = c.get("/api/2.0/mlflow-artifacts/artifacts",
                         params={"path": f"_lakeforge_registry/{name.replace('.', '/')}/1"}).json()
         assert {"path": "MLmodel", "is_dir": False} in [{k: f[k] for k in ("path", "is_dir")} for f in listing["files"]]
-    assert isinstance(MlflowException, type)
 
 
 def test_catalog_privileges(server, mlf):
@@ -377,6 +385,14 @@ def test_catalog_privileges(server, mlf):
     with pytest.raises(RestException) as e:
         as_user.delete_registered_model(name)
     assert _code(e) == "PERMISSION_DENIED"
+
+    # Files of an experiment the user may not read cannot be registered.
+    mlf(server)
+    private, _, _ = _log_model(f"/private-{uuid.uuid4().hex[:6]}")
+    as_user = mlf(server, token)
+    with pytest.raises(RestException) as e:
+        as_user.create_model_version(f"{schema}.mine", private.model_uri)
+    assert _code(e) == "PERMISSION_DENIED" and "experiment" in str(e.value)
 
     _grant(server, "registered_model", name, user, "EXECUTE")
     as_user = mlf(server, token)

@@ -7,7 +7,7 @@ version's spec JSON; descriptions are the catalog comments.
 
 Registering a version copies the source's files into the version's managed storage (the source
 is never moved or deleted), then finalizes it (sha256 manifest, READY). A failed copy leaves no
-version behind. A version registered from a run that read catalog tables records
+version behind. A registered version can be the source too (MLflow's copy_model_version). A version registered from a run that read catalog tables records
 table -> model lineage.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from lakeforge import clock, names
 from lakeforge.catalog import securables as sec
+from lakeforge.catalog.model_manifest import verify_manifest
 from lakeforge.catalog.model_versions import READY, ModelVersionService
 from lakeforge.catalog.models import (
     RegisteredModelService,
@@ -46,13 +48,14 @@ from lakeforge.errors import (
 from lakeforge.identity.principal import Principal
 from lakeforge.lineage.service import LineageService
 from lakeforge.models import artifacts, schema
-from lakeforge.models.sources import TrackingSources
+from lakeforge.models.sources import ResolvedSource, TrackingSources
 
 log = logging.getLogger(__name__)
 
 MODELS_PAGE, MODELS_MAX = 100, 1000  # MLflow's defaults for search_registered_models
 VERSIONS_PAGE, VERSIONS_MAX = 10_000, 200_000  # and for search_model_versions
 TAG_KEY_MAX, TAG_VALUE_MAX = 250, 5000
+_REGISTERED = re.compile(r"^models:/([^/@.]+\.[^/@.]+\.[^/@.]+)/(\d+)$")
 
 
 def split_name(name) -> names.FullName:
@@ -241,7 +244,8 @@ class RegistryService:
             check_tag(k, v)
         with self.db.read() as s:  # refuse before touching the source
             self.models.check_create_version(s, caller, get_model(s, name))
-        found = self.sources.resolve(caller, source, run_id or None, model_id or None)
+        found = (self._registered_source(caller, source, run_id or None)
+                 or self.sources.resolve(caller, source, run_id or None, model_id or None))
         info = self.versions.create(caller, full.catalog, full.schema, full.name, source, found.run_id,
                                     description or None)
         number = info["version"]
@@ -262,6 +266,21 @@ class RegistryService:
         with self.db.read() as s:
             model = get_model(s, name)
             return self._version_out(s, model, get_version(s, model, number))
+
+    def _registered_source(self, caller: Principal, source: str, run_id: str | None) -> ResolvedSource | None:
+        """`models:/<catalog.schema.model>/<version>` (MLflow's copy_model_version): the files of a
+        registered version the caller may EXECUTE, checked against its manifest before copying."""
+        match = _REGISTERED.match(source or "")
+        if match is None:
+            return None
+        name, number = match.group(1), int(match.group(2))
+        with self.db.read() as s:
+            row = get_version(s, self._readable(s, caller, name), number)
+            if row.status != READY:
+                raise InvalidState(f"Model version {name}/{number} is {row.status}; only READY versions are copied")
+            verify_manifest(row, f"{name}/{number}")
+            return ResolvedSource(to_path(row.storage_location), run_id or row.run_id,
+                                  sec.load_json(row.spec).get("model_id"))
 
     def _discard(self, name: str, number: int) -> None:
         """Remove a version whose registration failed (its creator may not hold MANAGE)."""
