@@ -140,6 +140,8 @@ def test_row_limit_truncates(shop):
     _status, resp = run_sql(server, f"SELECT id FROM {cat}.s.orders ORDER BY id", row_limit=2)
     assert resp["manifest"]["truncated"] is True and resp["manifest"]["total_row_count"] == 2
     assert resp["result"]["data_array"] == [["1"], ["2"]]
+    _status, resp = run_sql(server, f"SELECT id FROM {cat}.s.orders ORDER BY id", byte_limit=16)
+    assert resp["manifest"]["truncated"] is True and 0 < resp["manifest"]["total_row_count"] < 6
 
 
 # ---- writes --------------------------------------------------------------------------------------
@@ -421,3 +423,35 @@ def test_cli_prints_a_table(shop, tmp_path):
     assert out.returncode == 0 and json.loads(out.stdout) == [{"id": 1}, {"id": 2}]
     out = cli("DROP TABLE x")
     assert out.returncode == 1 and "DROP is not supported" in out.stderr
+
+
+# ---- the result store ----------------------------------------------------------------------------
+def test_statement_store_expires_and_bounds_bytes(monkeypatch):
+    from lakeforge.identity.principal import Principal
+    from lakeforge.sql import statements
+    from lakeforge.sql.statements import Statement, StatementStore
+
+    owner = Principal(id="u1", kind="user", name="u1")
+    store = StatementStore(ttl_seconds=60, max_bytes=3000)
+    held = []
+    for i in range(3):
+        st = store.add(Statement(statement_id=f"s{i}", owner_id="u1"))
+        st.result = pa.table({"x": pa.array(range(125), pa.int64())})  # 1000 bytes
+        st.finish("SUCCEEDED")
+        store.settled(st)
+        held.append(st)
+    store.get(owner, "s0")  # read: now the most recently used
+    st = store.add(Statement(statement_id="s3", owner_id="u1"))
+    st.result = pa.table({"x": pa.array(range(125), pa.int64())})
+    st.finish("SUCCEEDED")
+    store.settled(st)
+    with pytest.raises(Exception, match="does not exist"):
+        store.get(owner, "s1")  # the least recently used went first
+    assert store.get(owner, "s0") and store.get(owner, "s3")
+    with pytest.raises(Exception, match="does not exist"):  # nobody else sees a statement
+        store.get(Principal(id="u2", kind="user", name="u2"), "s0")
+    # After the TTL every finished statement is gone.
+    now = statements.time.monotonic()
+    monkeypatch.setattr(statements.time, "monotonic", lambda: now + 61)
+    with pytest.raises(Exception, match="does not exist"):
+        store.get(owner, "s0")
