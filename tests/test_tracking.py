@@ -267,12 +267,36 @@ def test_users_cannot_choose_artifact_locations(server, use):
 
 def test_unmapped_endpoints_are_for_admins_only(server):
     _, token = server.new_user()
-    query = {"query": "{ __typename }"}
     with server.client(token) as c:
-        r = c.post("/graphql", json=query)
+        r = c.post("/api/3.0/mlflow/datasets/search", json={})
         assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
     with server.client() as c:
-        assert c.post("/graphql", json=query).status_code == 200
+        assert c.post("/api/3.0/mlflow/datasets/search", json={}).status_code == 200
+
+
+def test_graphql_is_authorized_like_rest(server, use):
+    """The web UI's run pages query GraphQL; each root field is checked like the REST call."""
+    _, owner = server.new_user()
+    _, other = server.new_user()
+    use(server, owner)
+    exp_id = mlflow.create_experiment(_name("gql"))
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.log_metric("m", 1.0)
+    get_run = {"query": "query Q($id: String) { mlflowGetRun(input: {runId: $id}) { run { info { runUuid } } } }",
+               "variables": {"id": run.info.run_id}}
+    search = {"query": "mutation S($ids: [String]) { mlflowSearchRuns(input: {experimentIds: $ids}) "
+                       "{ runs { info { runUuid } } } }", "variables": {"ids": [exp_id]}}
+    with server.client(owner) as c:
+        r = c.post("/graphql", json=get_run)
+        assert r.status_code == 200 and r.json()["data"]["mlflowGetRun"]["run"]["info"]["runUuid"] == run.info.run_id
+        assert c.post("/graphql", json=search).status_code == 200
+        assert c.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
+    with server.client(other) as c:
+        for body in (get_run, search):
+            r = c.post("/graphql", json=body)
+            assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
+        r = c.post("/graphql", json={"query": "mutation { testMutation(inputString: \"x\") { output } }"})
+        assert r.status_code == 403
 
 
 def test_outside_features_are_off(server):

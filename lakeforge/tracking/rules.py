@@ -29,6 +29,7 @@ class Target(Enum):
     TRACES = "trace_ids"
     ARTIFACT = "artifact_path"  # mlflow-artifacts path: <experiment id>/...
     HEADER = "x-mlflow-experiment-id"  # OTLP span export
+    GRAPHQL = "graphql"  # the root fields of a GraphQL query (see graphql.py)
 
 
 class Special(Enum):
@@ -91,6 +92,7 @@ RULES: dict[str, Rule] = {
              "_create_assessment", "_update_assessment", "_delete_assessment", "_deprecated_end_trace_v2",
              "_set_trace_tag", "_delete_trace_tag"),
     "otel.export_traces": Rule(EDIT, T.HEADER),
+    "_graphql": Rule(READ, T.GRAPHQL),
     # proxied artifacts
     **_rules(READ, T.ARTIFACT, "_download_artifact", "_get_presigned_download_url",
              "_list_artifacts_mlflow_artifacts"),

@@ -20,6 +20,7 @@ from lakeforge.errors import (
 from lakeforge.identity.principal import Principal
 from lakeforge.identity.service import IdentityService
 from lakeforge.store import Database
+from lakeforge.tracking import graphql
 from lakeforge.tracking.lookup import ExperimentLookup, as_experiment_id
 from lakeforge.tracking.permissions import ExperimentPermissions
 from lakeforge.tracking.rules import Rule, Special, Target, native_rule, rule_for
@@ -177,6 +178,8 @@ class TrackingService:
             ids = [head]
         elif target is T.HEADER:
             ids = [params.headers.get("x-mlflow-experiment-id", "")]
+        elif target is T.GRAPHQL:
+            ids = [e for inner, body in graphql.reads(params.body) for e in self.experiments_of(inner, Params(body=body))]
         else:  # pragma: no cover - every Target is handled above
             raise PermissionDenied("Unknown request target")
         return list(dict.fromkeys(ids))
