@@ -337,6 +337,10 @@ def test_tampered_files_are_refused(server, mlf):
     with server.client() as c:
         r = c.get(f"/api/2.0/mlflow-artifacts/artifacts/_lakeforge_registry/{name.replace('.', '/')}/1/MLmodel")
         assert r.status_code == 200 and b"flavors" in r.content
+        r = c.get("/model-versions/get-artifact", params={"name": name, "version": "1", "path": "MLmodel"})
+        assert r.status_code == 200 and b"flavors" in r.content
+        r = c.get("/model-versions/get-artifact", params={"name": name, "version": "1", "path": "../../x"})
+        assert r.status_code == 400
         listing = c.get("/api/2.0/mlflow-artifacts/artifacts",
                         params={"path": f"_lakeforge_registry/{name.replace('.', '/')}/1"}).json()
         assert {"path": "MLmodel", "is_dir": False} in [{k: f[k] for k in ("path", "is_dir")} for f in listing["files"]]

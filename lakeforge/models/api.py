@@ -1,6 +1,7 @@
 """MLflow's registry REST API (`/api/2.0/mlflow/...` and the UI's `/ajax-api/2.0/mlflow/...`
-twins), answered by the catalog, plus the proxied-artifact routes that serve registered versions'
-files (`/api/2.0/mlflow-artifacts/artifacts/_lakeforge_registry/...`).
+twins), answered by the catalog, plus the routes that serve registered versions' files: as proxied
+artifacts (`/api/2.0/mlflow-artifacts/artifacts/_lakeforge_registry/...`, what MLflow's client
+loads) and for the web UI (`/model-versions/get-artifact?name=&version=&path=`).
 
 GET requests carry their fields in the query string, others in a JSON body (MLflow's client
 sends DELETE bodies too). Errors use MLflow's codes: RESOURCE_DOES_NOT_EXIST, RESOURCE_ALREADY_EXISTS,
@@ -239,6 +240,13 @@ async def list_files(request: Request, path: str = ""):
 
 router.add_api_route(ARTIFACTS, list_files, methods=["GET"], name="registry.artifacts.list",
                      route_class_override=_RegistryListRoute)
+
+
+@router.get("/model-versions/get-artifact", name="registry.model_versions.get_artifact")
+@_mlflow_errors
+async def version_file(request: Request, name: str, version: str, path: str):
+    found = await call(_svc(request).version_file, caller(request), name, version, path)
+    return FileResponse(found, media_type="application/octet-stream")
 
 
 @router.get(f"{ARTIFACTS}/{artifacts.PREFIX}/{{rest:path}}", name="registry.artifacts.download")

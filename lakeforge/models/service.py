@@ -418,3 +418,9 @@ class RegistryService:
     def file(self, caller: Principal, path: str):
         root, manifest, rest, what = self._version_files(caller, path)
         return artifacts.verified_file(root, manifest, rest, what)
+
+    def version_file(self, caller: Principal, name: str, version, path: str):
+        """One verified file of a version by name (the web UI's `/model-versions/get-artifact`)."""
+        full = split_name(name)
+        number = parse_version(version)
+        return self.file(caller, f"{artifacts.PREFIX}/{full.catalog}/{full.schema}/{full.name}/{number}/{path or ''}")
