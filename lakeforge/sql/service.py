@@ -43,6 +43,13 @@ WRITE_RESULT = pa.schema([("num_affected_rows", pa.int64()), ("num_inserted_rows
 
 
 @dataclass
+class Submitted:
+    statement: Statement
+    wait: float  # seconds to wait for the result before answering PENDING/RUNNING
+    mode: str  # on_wait_timeout: CONTINUE or CANCEL
+
+
+@dataclass
 class Options:
     row_limit: int | None = None
     byte_limit: int | None = None
@@ -113,10 +120,24 @@ class SqlService:
             self.database.close()
 
     # ---- execute -------------------------------------------------------------------------------
-    def execute(self, caller: Principal, statement: str, *, catalog: str | None = None, schema: str | None = None,
-                parameters: list[dict] | None = None, row_limit: int | None = None, byte_limit: int | None = None,
-                disposition: str | None = None, format: str | None = None, wait_timeout: str | None = None,
-                on_wait_timeout: str | None = None) -> dict:
+    def execute(self, caller: Principal, statement: str, **options) -> dict:
+        """Submit a statement and wait for it up to its wait_timeout in this thread."""
+        sub = self.submit(caller, statement, **options)
+        if not sub.statement.done.wait(sub.wait):
+            self.timed_out(caller, sub)
+        return self.response(sub.statement)
+
+    def timed_out(self, caller: Principal, sub: Submitted) -> None:
+        """wait_timeout passed: with on_wait_timeout=CANCEL the statement is canceled."""
+        if sub.mode == "CANCEL":
+            self.cancel(caller, sub.statement.statement_id)
+            sub.statement.done.wait(1.0)
+
+    def submit(self, caller: Principal, statement: str, *, catalog: str | None = None, schema: str | None = None,
+               parameters: list[dict] | None = None, row_limit: int | None = None, byte_limit: int | None = None,
+               disposition: str | None = None, format: str | None = None, wait_timeout: str | None = None,
+               on_wait_timeout: str | None = None) -> Submitted:
+        """Plan, authorize and start a statement; the caller decides how to wait for it."""
         mode = check_options(disposition, format, on_wait_timeout)
         wait = wait_seconds(wait_timeout)
         for name, value in (("row_limit", row_limit), ("byte_limit", byte_limit)):
@@ -130,7 +151,7 @@ class SqlService:
         st = Statement(statement_id=str(uuid.uuid4()), owner_id=caller.id)
         if plan.kind == "CTAS" and target_exists:  # IF NOT EXISTS over an existing table: nothing to do
             self._succeed(st, self._write_result(0))
-            return self.response(self.store.add(st))
+            return Submitted(self.store.add(st), wait, mode)
         views = {full: f"__lakeforge_t{i}" for i, full in enumerate(plan.sources)}
         sql = planner.rewrite(plan.query, views, plan.source_nodes)
         opts = Options(row_limit if plan.kind == "QUERY" else None, byte_limit)
@@ -138,7 +159,7 @@ class SqlService:
             engine = StatementEngine(self.database, {views[f]: locations[f] for f in plan.sources})
         except (DeltaError, OSError) as e:
             st.finish("FAILED", {"error_code": "IO_ERROR", "message": f"Could not open a table: {_first_line(e)}"})
-            return self.response(self.store.add(st))
+            return Submitted(self.store.add(st), wait, mode)
         mapping = None
         if plan.kind != "QUERY":  # bind the query first, so a write that cannot fit is a 400 before it runs
             try:
@@ -149,17 +170,14 @@ class SqlService:
             except QueryError as e:
                 engine.close()
                 st.finish("FAILED", {"error_code": "BAD_REQUEST", "message": _first_line(e, 2000)})
-                return self.response(self.store.add(st))
+                return Submitted(self.store.add(st), wait, mode)
             except BaseException:
                 engine.close()
                 raise
         st.engine = engine
         self.store.add(st)
         st.future = self.pool.submit(self._run, caller, st, plan, sql, mapping, locations, opts)
-        if not st.done.wait(wait) and mode == "CANCEL":
-            self.cancel(caller, st.statement_id)
-            st.done.wait(1.0)
-        return self.response(st)
+        return Submitted(st, wait, mode)
 
     def _authorize(self, caller: Principal, plan: Plan) -> tuple[dict[str, str], bool]:
         """Storage locations of every table the plan touches; raises 404/403 before anything runs."""

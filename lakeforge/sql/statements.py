@@ -36,15 +36,30 @@ class Statement:
     done: threading.Event = field(default_factory=threading.Event)
     finished_at: float | None = None
 
+    _callbacks: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
     def finish(self, state: str, error: dict | None = None) -> bool:
         """Move to a terminal state once; False when it already had one (a cancel won the race)."""
-        if self.state in TERMINAL:
-            return False
-        self.state, self.error = state, error
-        self.finished_at = time.monotonic()
-        self.engine = None
-        self.done.set()
+        with self._lock:
+            if self.state in TERMINAL:
+                return False
+            self.state, self.error = state, error
+            self.finished_at = time.monotonic()
+            self.engine = None
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
         return True
+
+    def on_done(self, callback) -> None:
+        """Call `callback()` once the statement is finished (now, if it already is)."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 class StatementStore:
