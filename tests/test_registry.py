@@ -415,15 +415,21 @@ def test_lineage_from_a_runs_delta_input(any_server, mlf, tmp_path):
     mlf(any_server)
     schema = _schema(any_server)
     table, name = f"{schema}.customers", f"{schema}.churn"
+    locations = {}
     with any_server.client() as c:
-        r = c.post(f"{UC}/tables", json={
-            "name": "customers", "catalog_name": schema.split(".")[0], "schema_name": "ml",
-            "table_type": "MANAGED", "data_source_format": "DELTA",
-            "columns": [{"name": "id", "type_text": "bigint", "type_name": "LONG", "position": 0}]})
-        r.raise_for_status()
+        for short in ("customers", "events"):
+            r = c.post(f"{UC}/tables", json={
+                "name": short, "catalog_name": schema.split(".")[0], "schema_name": "ml",
+                "table_type": "MANAGED", "data_source_format": "DELTA",
+                "columns": [{"name": "id", "type_text": "bigint", "type_name": "LONG", "position": 0}]})
+            r.raise_for_status()
+            locations[short] = r.json()["storage_location"]
     df = pd.DataFrame({"id": [1, 2, 3]})
-    dataset = mlflow.data.from_pandas(df, source=DeltaDatasetSource(delta_table_name=table, delta_table_id="t1"))
-    _, run_id, _ = _log_model(f"/lineage-{uuid.uuid4().hex[:6]}", inputs=[dataset])
+    by_name = mlflow.data.from_pandas(df, source=DeltaDatasetSource(delta_table_name=table, delta_table_id="t1"))
+    # A Delta dataset named by path is matched to the catalog table stored there.
+    by_path = mlflow.data.from_pandas(df, source=DeltaDatasetSource(path=str(to_path(locations["events"]))),
+                                      name="events")
+    _, run_id, _ = _log_model(f"/lineage-{uuid.uuid4().hex[:6]}", inputs=[by_name, by_path])
     mv = mlflow.register_model(f"runs:/{run_id}/model", name)
     assert mv.run_id == run_id
 
@@ -431,10 +437,11 @@ def test_lineage_from_a_runs_delta_input(any_server, mlf, tmp_path):
         graph = c.get("/api/2.0/lineage/graph", params={"type": "REGISTERED_MODEL", "name": name,
                                                        "direction": "upstream"}).json()
     edges = [(e["source"]["name"], e["target"]["name"], e["entity_type"], e["entity_id"]) for e in graph["edges"]]
-    assert edges == [(table, name, "MODEL_VERSION", f"{name}/{mv.version}")]
+    assert sorted(edges) == [(table, name, "MODEL_VERSION", f"{name}/{mv.version}"),
+                             (f"{schema}.events", name, "MODEL_VERSION", f"{name}/{mv.version}")]
     env = {**any_server.env, "LAKEFORGE_HOST": any_server.url, "LAKEFORGE_TOKEN": any_server.admin_token,
            "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
     out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "lineage", name, "--type",
                           "registered_model", "-o", "json"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["edges"][0]["source"]["name"] == table
+    assert {e["source"]["name"] for e in json.loads(out.stdout)["edges"]} == {table, f"{schema}.events"}
