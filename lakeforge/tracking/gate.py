@@ -45,7 +45,7 @@ class TrackingGate:
         principal = (scope.get("state") or {}).get("principal")
         if path == "/" and principal is None:
             # The start page is public so a browser without the cookie can be sent to sign in.
-            principal = await call(self.service.signed_in, cookie_token(dict(scope.get("headers") or [])))
+            principal = await call(self.service.signed_in, _credentials(dict(scope.get("headers") or [])))
             if principal is None:
                 return await _redirect(send, self.login_path)
         runtime = self.service.runtime
@@ -81,6 +81,15 @@ class TrackingGate:
         else:
             hook = lambda answer: self.service.readable_experiments(principal, answer)
         await runtime.asgi(scope, receive, _rewriting(send, hook))
+
+
+def _credentials(headers: dict[bytes, bytes]) -> str | None:
+    """A Bearer token if one was sent, else the sign-in cookie's (the start page is public, so the
+    platform middleware has not authenticated it)."""
+    value = (headers.get(b"authorization") or b"").decode("latin-1")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return cookie_token(headers)
 
 
 def _headers(scope) -> dict[str, str]:
