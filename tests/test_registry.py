@@ -275,8 +275,18 @@ def test_unknown_names_and_bad_input(server, mlf):
         # The web UI's twins answer the same.
         r = c.get("/ajax-api/2.0/mlflow/registered-models/get", params={"name": f"{schema}.m"})
         assert r.status_code == 200 and r.json()["registered_model"]["name"] == f"{schema}.m"
-        mv = c.get(f"{REG}/model-versions/get", params={"name": f"{schema}.m", "version": "1"}).json()
-        assert mv["model_version"]["version"] == "1" and isinstance(mv["model_version"]["creation_timestamp"], int)
+        got = c.get(f"{REG}/model-versions/get", params={"name": f"{schema}.m", "version": "1"})
+        mv = got.json()["model_version"]
+        assert mv["version"] == "1" and isinstance(mv["creation_timestamp"], int) and mv["status"] == "READY"
+        # Every route is named in the audit log, with the model it acted on.
+        missing = c.get(f"{REG}/registered-models/get", params={"name": f"{schema}.missing"})
+        events = {e["request_id"]: e for e in c.get("/api/2.0/lakeforge/audit", params={"limit": 1000})
+                  .json()["events"]}
+        read = events[got.headers["x-request-id"]]
+        assert (read["action"], read["securable"]) == ("registry.model_versions.get", f"{schema}.m")
+        denied = events[missing.headers["x-request-id"]]
+        assert (denied["action"], denied["status_code"], denied["error_code"]) == \
+            ("registry.registered_models.get", 404, "RESOURCE_DOES_NOT_EXIST")
 
 
 def test_failed_copy_leaves_no_version_and_keeps_the_source(server, mlf):
