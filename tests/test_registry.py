@@ -257,6 +257,13 @@ def test_unknown_names_and_bad_input(server, mlf):
         client.set_registered_model_alias(f"{schema}.m", "latest", "1")
     assert _code(e) == "INVALID_PARAMETER_VALUE"
 
+    # A run's path may not climb out of its artifacts (into other experiments or catalog storage).
+    _, run_id, _ = _log_model(f"/escape-{uuid.uuid4().hex[:6]}")
+    client.log_text(run_id, "notes", "notes.txt")  # the run's own artifact directory exists
+    with pytest.raises(RestException) as e:
+        client.create_model_version(f"{schema}.m", f"runs:/{run_id}/../../../../__unitystorage")
+    assert _code(e) == "INVALID_PARAMETER_VALUE" and "leaves the run's artifacts" in str(e.value)
+
     # Sources the server must not read: outside the storage root, unknown schemes, other models.
     for bad in ("/etc", "file:///etc/passwd", "s3://bucket/model", f"models:/{schema}.m@champion",
                 "mlflow-artifacts:/../../../etc", "runs:/"):

@@ -103,12 +103,17 @@ class TrackingSources:
             if not rid:
                 raise InvalidParameter(f"Invalid source '{source}': expected runs:/<run id>/<path>")
             run = self.run(caller, rid)
-            base = run.info.artifact_uri.rstrip("/")
-            path = self._local(caller, f"{base}/{sub}" if sub else base, check=False)
+            base = self._local(caller, run.info.artifact_uri, check=False)
+            path = self._local(caller, f"{run.info.artifact_uri.rstrip('/')}/{sub}" if sub else base.as_posix(),
+                               check=False, must_exist=False)
+            if not path.is_relative_to(base):  # `..` or a link must not leave the run's artifacts
+                raise InvalidParameter(f"Source '{source}' leaves the run's artifacts")
+            if not path.exists():
+                raise InvalidParameter(f"Source '{source}' does not exist")
             return ResolvedSource(path, run_id or rid, model_id)
         return ResolvedSource(self._local(caller, source, check=True), run_id, model_id)
 
-    def _local(self, caller: Principal, uri: str, check: bool) -> Path:
+    def _local(self, caller: Principal, uri: str, check: bool, must_exist: bool = True) -> Path:
         """A local path for an mlflow-artifacts:/ URI, file:// URI or absolute path, refused unless it
         lies under the storage root. `check`: also decide access from where it lies."""
         if uri.startswith("mlflow-artifacts:"):
@@ -125,7 +130,7 @@ class TrackingSources:
         if not real.is_relative_to(self.root):
             raise InvalidParameter(f"Source '{uri}' is outside the server's storage root; the registry only "
                                    "copies files the platform holds")
-        if not real.exists():
+        if must_exist and not real.exists():
             raise InvalidParameter(f"Source '{uri}' does not exist")
         if check:
             if real.is_relative_to(self.artifacts) and real != self.artifacts:
