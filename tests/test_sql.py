@@ -289,8 +289,9 @@ def test_files_and_settings_are_out_of_reach(server, tmp_path):
         assert status in (200, 400), resp
         if status == 200:
             assert resp["status"]["state"] == "FAILED" and "result" not in resp, resp
-    status, resp = run_sql(server, "SELECT current_setting('enable_external_access')")
-    assert resp["result"]["data_array"] == [["false"]]
+    status, resp = run_sql(server, "SELECT current_setting('enable_external_access'), "
+                                   "current_setting('python_enable_replacements'), current_setting('TimeZone')")
+    assert resp["result"]["data_array"] == [["false", "false", "UTC"]]
     # Generated view names are not a way around the catalog: a statement sees only its own views.
     status, resp = run_sql(server, "SELECT * FROM query('SELECT * FROM __lakeforge_t0')")
     assert resp["status"]["state"] == "FAILED", resp
@@ -396,6 +397,13 @@ def test_lakeforge_sdk_returns_arrow(shop):
                    region="EU")
     assert t.schema.types == [pa.int64(), pa.float64(), pa.string(), pa.date32()]
     assert t.column("id").to_pylist() == [1, 2, 6] and t.column("day").to_pylist()[0] == date(2024, 1, 1)
+    with Client(server.url, token=server.admin_token) as lf:
+        t = lf.sql("SELECT CAST('2024-01-01 10:00:00' AS TIMESTAMP_NTZ) AS ntz, "
+                   "CAST('2024-01-01 10:00:00' AS TIMESTAMP) AS utc, CAST(1.5 AS DECIMAL(4,2)) AS d, :flag AS f",
+                   flag=True)
+    assert t.schema.types == [pa.timestamp("us"), pa.timestamp("us", tz="UTC"), pa.decimal128(4, 2), pa.bool_()]
+    assert t.column("ntz")[0].as_py().isoformat() == "2024-01-01T10:00:00"
+    assert t.column("utc")[0].as_py().isoformat() == "2024-01-01T10:00:00+00:00"
 
 
 def test_sdk_walks_chunks(server, big_table):

@@ -115,7 +115,8 @@ def _column(values: list[str | None], col: dict) -> pa.Array:
         if name == "TIMESTAMP":
             tz = None if "NTZ" in (col.get("type_text") or "").upper() else "UTC"
             stamps = pa.array([None if v is None else v.rstrip("Z") for v in values], pa.string())
-            return stamps.cast(pa.timestamp("us", tz=tz))
+            naive = stamps.cast(pa.timestamp("us"))  # the wire's values are UTC
+            return naive if tz is None else naive.cast(pa.timestamp("us", tz=tz))
         if name in _ARROW:
             if name == "BOOLEAN":
                 return pa.array([None if v is None else v == "true" for v in values], pa.bool_())

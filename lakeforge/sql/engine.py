@@ -19,10 +19,12 @@ from lakeforge.catalog.storage import to_path
 
 log = logging.getLogger(__name__)
 
-# Applied in this order: the last one freezes the others.
-LOCKDOWN = ("SET python_enable_replacements = false", "SET autoinstall_known_extensions = false",
-            "SET autoload_known_extensions = false", "SET allow_community_extensions = false",
-            "SET enable_external_access = false", "SET lock_configuration = true")
+# GLOBAL, so every statement's connection (cursor) starts with them; applied in this order, the
+# last one freezes the others. Session time is UTC, as in Databricks.
+LOCKDOWN = ("SET GLOBAL TimeZone = 'UTC'", "SET GLOBAL python_enable_replacements = false",
+            "SET GLOBAL autoinstall_known_extensions = false", "SET GLOBAL autoload_known_extensions = false",
+            "SET GLOBAL allow_community_extensions = false", "SET GLOBAL enable_external_access = false",
+            "SET GLOBAL lock_configuration = true")
 QueryError = duckdb.Error
 
 

@@ -131,7 +131,7 @@ class SqlService:
         """wait_timeout passed: with on_wait_timeout=CANCEL the statement is canceled."""
         if sub.mode == "CANCEL":
             self.cancel(caller, sub.statement.statement_id)
-            sub.statement.done.wait(1.0)
+            sub.statement.done.wait(5.0)  # a write stops at its next step
 
     def submit(self, caller: Principal, statement: str, *, catalog: str | None = None, schema: str | None = None,
                parameters: list[dict] | None = None, row_limit: int | None = None, byte_limit: int | None = None,
@@ -148,7 +148,7 @@ class SqlService:
         if plan.target or plan.sources:
             note_securable(plan.target or plan.sources[0])
         locations, target_exists = self._authorize(caller, plan)
-        st = Statement(statement_id=str(uuid.uuid4()), owner_id=caller.id)
+        st = Statement(statement_id=str(uuid.uuid4()), owner_id=caller.id, kind=plan.kind)
         if plan.kind == "CTAS" and target_exists:  # IF NOT EXISTS over an existing table: nothing to do
             self._succeed(st, self._write_result(0))
             return Submitted(self.store.add(st), wait, mode)
@@ -176,7 +176,7 @@ class SqlService:
                 raise
         st.engine = engine
         self.store.add(st)
-        st.future = self.pool.submit(self._run, caller, st, plan, sql, mapping, locations, opts)
+        st.future = self.pool.submit(self._run, caller, st, engine, plan, sql, mapping, locations, opts)
         return Submitted(st, wait, mode)
 
     def _authorize(self, caller: Principal, plan: Plan) -> tuple[dict[str, str], bool]:
@@ -211,13 +211,11 @@ class SqlService:
         return writes.align_for_insert(engine.schema(sql), target, plan.insert_columns, plan.target)
 
     # ---- the worker ----------------------------------------------------------------------------
-    def _run(self, caller: Principal, st: Statement, plan: Plan, sql: str, mapping, locations, opts: Options):
-        engine = st.engine
-        if st.state in TERMINAL or engine is None:
-            if engine is not None:
-                engine.close()
+    def _run(self, caller: Principal, st: Statement, engine: StatementEngine, plan: Plan, sql: str, mapping,
+             locations, opts: Options):
+        if not st.start():  # canceled before it began
+            engine.close()
             return
-        st.state = "RUNNING"
         try:
             limit = opts.row_limit
             data = engine.run(sql if limit is None else f"SELECT * FROM ({sql}) LIMIT {int(limit) + 1}")
@@ -320,8 +318,11 @@ class SqlService:
             st.finish("CANCELED")
             if engine is not None:
                 engine.close()
-        elif engine is not None:
-            engine.interrupt()
+        else:
+            if engine is not None:
+                engine.interrupt()
+            if st.kind == "QUERY":  # nothing to undo: canceled now, whatever the worker still does
+                st.finish("CANCELED")
         return {}
 
     def response(self, st: Statement) -> dict:

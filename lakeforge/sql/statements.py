@@ -23,6 +23,7 @@ SWEEP_SECONDS = 1.0  # expired statements are looked for at most this often
 class Statement:
     statement_id: str
     owner_id: str
+    kind: str = "QUERY"  # QUERY, CTAS or INSERT: a write cannot be canceled once it is writing
     state: str = "PENDING"
     error: dict | None = None
     result: pa.Table | None = None
@@ -38,6 +39,14 @@ class Statement:
 
     _callbacks: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> bool:
+        """PENDING -> RUNNING; False when it was canceled first."""
+        with self._lock:
+            if self.state != "PENDING":
+                return False
+            self.state = "RUNNING"
+            return True
 
     def finish(self, state: str, error: dict | None = None) -> bool:
         """Move to a terminal state once; False when it already had one (a cancel won the race)."""
