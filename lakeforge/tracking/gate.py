@@ -22,9 +22,7 @@ from lakeforge.tracking.service import After, Params, TrackingService
 
 # Targets read from a JSON body; the others (artifact paths, headers, query strings) never make
 # the gate buffer a body, so artifact uploads stream straight to MLflow.
-_BODY_TARGETS = {Target.EXPERIMENT, Target.EXPERIMENT_NAME, Target.EXPERIMENTS, Target.TRACE_LOCATIONS,
-                 Target.NEW_TRACE, Target.RUN, Target.RUNS, Target.MODEL, Target.RUN_OR_MODEL, Target.TRACE,
-                 Target.TRACES, Target.GRAPHQL}
+_BODY_TARGETS = set(Target) - {Target.ARTIFACT, Target.HEADER}
 REGISTRY_MESSAGE = ("The MLflow model registry is served by Lakeforge's catalog (registered models live in "
                     "catalog.schema.model); MLflow's own registry endpoints are not available on this server")
 

@@ -46,7 +46,11 @@ class ExperimentPermissions:
 
     # ---- grants written by the platform --------------------------------------------------------
     def make_owner(self, principal: Principal, experiment_id: str) -> None:
+        """Called once MLflow created the experiment. Grants left on the id drop first: SQLite
+        reuses the highest id after `mlflow gc` removes that experiment for good."""
         with self.db.write() as s:
+            s.execute(delete(GrantRow).where(GrantRow.securable_kind == KIND.value,
+                                             GrantRow.securable_id == str(experiment_id)))
             self._replace(s, str(experiment_id), principal.id, P.CAN_MANAGE)
         self.access.invalidate()
 

@@ -25,6 +25,7 @@ class Target(Enum):
     RUNS = "run_ids"
     MODEL = "model_id"
     RUN_OR_MODEL = "run_or_model"
+    RUN_AND_TRACES = "run_and_traces"  # linking traces to a run touches both
     TRACE = "trace_id"
     TRACES = "trace_ids"
     ARTIFACT = "artifact_path"  # mlflow-artifacts path: <experiment id>/...
@@ -69,8 +70,8 @@ RULES: dict[str, Rule] = {
     **_rules(READ, T.RUN, "_get_run", "_list_artifacts", "_get_metric_history", "_create_presigned_download_url",
              "serve_artifacts"),
     **_rules(EDIT, T.RUN, "_update_run", "_delete_run", "_restore_run", "_log_param", "_log_metric", "_set_tag",
-             "_delete_tag", "_log_batch", "_log_model", "_log_inputs", "_log_outputs", "_link_traces_to_run",
-             "serve_upload_artifact"),
+             "_delete_tag", "_log_batch", "_log_model", "_log_inputs", "_log_outputs", "serve_upload_artifact"),
+    **_rules(EDIT, T.RUN_AND_TRACES, "_link_traces_to_run"),
     **_rules(READ, T.RUNS, "get_metric_history_bulk_interval_handler", "serve_get_metric_history_bulk_interval",
              "serve_get_metric_history_bulk"),
     **_rules(EDIT, T.RUN_OR_MODEL, "_create_presigned_upload_url"),

@@ -165,6 +165,8 @@ class TrackingService:
             ids = _some(lk.of_model, params.values("model_id")[:1])
         elif target is T.RUN_OR_MODEL:
             ids = _some(lk.of_run, params.values("run_id")[:1]) + _some(lk.of_model, params.values("model_id")[:1])
+        elif target is T.RUN_AND_TRACES:
+            ids = _some(lk.of_run, params.values("run_id")[:1]) + _some(lk.of_trace, params.values("trace_ids"))
         elif target is T.TRACE:
             ids = _some(lk.of_trace, params.values("trace_id", "request_id")[:1])
         elif target is T.TRACES:
