@@ -429,6 +429,10 @@ def test_cli_prints_a_table(shop, tmp_path):
     assert "region" in out.stdout and "APAC" in out.stdout and "3 row(s)" in out.stdout
     out = cli(f"SELECT id FROM {cat}.s.orders ORDER BY id", "--limit", "2", "-o", "json")
     assert out.returncode == 0 and json.loads(out.stdout) == [{"id": 1}, {"id": 2}]
+    out = cli("SELECT 1700000000000 AS big, NULL AS nothing")
+    assert out.returncode == 0 and "1700000000000" in out.stdout, out.stdout
+    out = cli(f"SELECT id FROM {cat}.s.orders WHERE id < 0")
+    assert out.returncode == 0 and "no rows" in out.stdout and "id" in out.stdout
     out = cli("DROP TABLE x")
     assert out.returncode == 1 and "DROP is not supported" in out.stderr
 

@@ -18,7 +18,9 @@ def show(statement: str = typer.Argument(..., help='e.g. "SELECT * FROM main.def
     if output == "json":
         emit(rows, output)
         return
-    if not rows and table.num_columns:
-        rows = []
-        typer.echo(" | ".join(table.column_names))
-    emit(rows, output, table.column_names, title=f"{table.num_rows} row(s)")
+    if not rows:
+        typer.echo(f"(no rows; columns: {', '.join(table.column_names)})")
+        return
+    # Text as SQL shows it: no guessing that a large number is a time.
+    text = [{k: v if v is None or isinstance(v, str) else str(v) for k, v in r.items()} for r in rows]
+    emit(text, output, table.column_names, title=f"{table.num_rows} row(s)")
