@@ -7,8 +7,9 @@ version's spec JSON; descriptions are the catalog comments.
 
 Registering a version copies the source's files into the version's managed storage (the source
 is never moved or deleted), then finalizes it (sha256 manifest, READY). A failed copy leaves no
-version behind. A registered version can be the source too (MLflow's copy_model_version). A version registered from a run that read catalog tables records
-table -> model lineage.
+version behind. A registered version can be the source too (MLflow's copy_model_version). A
+version registered from a run that read catalog tables records table -> model lineage. Searches
+live in search.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from types import SimpleNamespace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,13 +47,11 @@ from lakeforge.errors import (
 )
 from lakeforge.identity.principal import Principal
 from lakeforge.lineage.service import LineageService
-from lakeforge.models import artifacts, schema
+from lakeforge.models import artifacts, schema, search
 from lakeforge.models.sources import ResolvedSource, TrackingSources
 
 log = logging.getLogger(__name__)
 
-MODELS_PAGE, MODELS_MAX = 100, 1000  # MLflow's defaults for search_registered_models
-VERSIONS_PAGE, VERSIONS_MAX = 10_000, 200_000  # and for search_model_versions
 TAG_KEY_MAX, TAG_VALUE_MAX = 250, 5000
 _REGISTERED = re.compile(r"^models:/([^/@.]+\.[^/@.]+\.[^/@.]+)/(\d+)$")
 
@@ -86,33 +84,6 @@ def _with_tags(spec_text: str | None, set_: dict[str, str] | None = None, drop: 
     return json.dumps(spec)
 
 
-def _page(items: list, page_token: str | None, limit: int) -> tuple[list, str | None]:
-    token = (page_token or "").strip()
-    if token and not token.isdigit():
-        raise InvalidParameter(f"Invalid page_token '{token[:40]}'")
-    start = int(token or 0)
-    page = items[start:start + limit]
-    return page, (str(start + limit) if start + limit < len(items) else None)
-
-
-def _limit(max_results, default: int, maximum: int) -> int:
-    if max_results is None or max_results == 0:
-        return default
-    if max_results < 0:
-        raise InvalidParameter("max_results must be a positive number")
-    return min(int(max_results), maximum)
-
-
-def _mlflow_search(fn):
-    """MLflow's own filter and order_by parsing; its errors become ours."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return fn()
-    except MlflowException as e:
-        raise InvalidParameter(e.message) from None
-
-
 class RegistryService:
     def __init__(self, models: RegisteredModelService, versions: ModelVersionService, lineage: LineageService,
                  settings: Settings, tracking: Callable[[], object | None] = lambda: None):
@@ -125,18 +96,18 @@ class RegistryService:
         self.sources = TrackingSources(settings, self.db, self.access, tracking)
 
     # ---- wire shapes ---------------------------------------------------------------------------
-    def _version_out(self, s: Session, model: SecurableRow, row: ModelVersionRow) -> dict:
+    def version_out(self, s: Session, model: SecurableRow, row: ModelVersionRow) -> dict:
         info = self.versions.info(s, model, row, include_aliases=True)
         spec = sec.load_json(row.spec)
         return schema.model_version(model.full_name, info, spec.get("tags") or {},
                                     [a["alias_name"] for a in info["aliases"]], spec.get("model_id"))
 
-    def _model_out(self, s: Session, row: SecurableRow) -> dict:
+    def model_out(self, s: Session, row: SecurableRow) -> dict:
         info = self.models.info(s, row, include_aliases=True)
         latest = s.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == row.id)
                           .order_by(ModelVersionRow.version.desc()).limit(1))
         return schema.registered_model(info, model_spec(row).get("tags") or {}, info["aliases"],
-                                       self._version_out(s, row, latest) if latest else None)
+                                       self.version_out(s, row, latest) if latest else None)
 
     def _readable(self, s: Session, caller: Principal, name: str) -> SecurableRow:
         split_name(name)
@@ -160,11 +131,11 @@ class RegistryService:
             row = get_model(s, name)
             if tags:
                 row.spec = _with_tags(row.spec, tags)
-            return self._model_out(s, row)
+            return self.model_out(s, row)
 
     def get_model(self, caller: Principal, name: str) -> dict:
         with self.db.read() as s:
-            return self._model_out(s, self._readable(s, caller, name))
+            return self.model_out(s, self._readable(s, caller, name))
 
     def rename_model(self, caller: Principal, name: str, new_name: str) -> dict:
         old, new = split_name(name), split_name(new_name)
@@ -185,19 +156,11 @@ class RegistryService:
 
     def search_models(self, caller: Principal, filter_string: str | None, max_results: int | None,
                       order_by: list[str], page_token: str | None) -> dict:
-        from mlflow.utils.search_utils import SearchModelUtils
+        return search.registered_models(self, caller, filter_string, max_results, order_by, page_token)
 
-        limit = _limit(max_results, MODELS_PAGE, MODELS_MAX)
-        with self.db.read() as s:
-            rows = s.scalars(select(SecurableRow).where(SecurableRow.kind == Kind.REGISTERED_MODEL.value)).all()
-            found = [SimpleNamespace(name=r.full_name, creation_timestamp=clock.to_ms(r.created_at),
-                                     last_updated_timestamp=clock.to_ms(r.updated_at),
-                                     _tags=model_spec(r).get("tags") or {}, row=r)
-                     for r in rows if self.access.allowed(caller, P.EXECUTE, sec.securable_of(s, r))]
-            found = _mlflow_search(lambda: SearchModelUtils.sort(SearchModelUtils.filter(found, filter_string),
-                                                                 order_by))
-            page, token = _page(found, page_token, limit)
-            return {"registered_models": [self._model_out(s, m.row) for m in page], "next_page_token": token}
+    def search_versions(self, caller: Principal, filter_string: str | None, max_results: int | None,
+                        order_by: list[str], page_token: str | None) -> dict:
+        return search.model_versions(self, caller, filter_string, max_results, order_by, page_token)
 
     def latest_versions(self, caller: Principal, name: str, stages: list[str]) -> dict:
         """Stages are gone from the catalog: every version is in stage "None"."""
@@ -207,7 +170,7 @@ class RegistryService:
                 return {"model_versions": []}
             latest = s.scalar(select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
                               .order_by(ModelVersionRow.version.desc()).limit(1))
-            return {"model_versions": [self._version_out(s, model, latest)] if latest else []}
+            return {"model_versions": [self.version_out(s, model, latest)] if latest else []}
 
     def set_model_tag(self, caller: Principal, name: str, key: str, value: str | None) -> None:
         check_tag(key, value)
@@ -265,7 +228,7 @@ class RegistryService:
             self._record_lineage(caller, name, number, found.run_id)
         with self.db.read() as s:
             model = get_model(s, name)
-            return self._version_out(s, model, get_version(s, model, number))
+            return self.version_out(s, model, get_version(s, model, number))
 
     def _registered_source(self, caller: Principal, source: str, run_id: str | None) -> ResolvedSource | None:
         """`models:/<catalog.schema.model>/<version>` (MLflow's copy_model_version): the files of a
@@ -297,7 +260,7 @@ class RegistryService:
         number = parse_version(version)
         with self.db.read() as s:
             model = self._readable(s, caller, name)
-            return self._version_out(s, model, get_version(s, model, number))
+            return self.version_out(s, model, get_version(s, model, number))
 
     def update_version(self, caller: Principal, name: str, version, description: str | None) -> dict:
         split_name(name)
@@ -330,31 +293,6 @@ class RegistryService:
         with self.db.read() as s:
             get_version(s, self._readable(s, caller, name), number)
         return {"artifact_uri": artifacts.download_uri(full.catalog, full.schema, full.name, number)}
-
-    def search_versions(self, caller: Principal, filter_string: str | None, max_results: int | None,
-                        order_by: list[str], page_token: str | None) -> dict:
-        from mlflow.utils.search_utils import SearchModelVersionUtils as Search
-
-        limit = _limit(max_results, VERSIONS_PAGE, VERSIONS_MAX)
-        clauses = _mlflow_search(lambda: Search.parse_search_filter(filter_string)) if filter_string else []
-        named = {c["value"] for c in clauses if c.get("type") == "attribute" and c.get("key") == "name"
-                 and c.get("comparator") == "=" and isinstance(c.get("value"), str)}
-        with self.db.read() as s:
-            q = select(SecurableRow).where(SecurableRow.kind == Kind.REGISTERED_MODEL.value)
-            if named:
-                q = q.where(SecurableRow.full_name.in_(named))
-            models = {m.id: m for m in s.scalars(q)
-                      if self.access.allowed(caller, P.EXECUTE, sec.securable_of(s, m))}
-            rows = s.scalars(select(ModelVersionRow).where(ModelVersionRow.model_id.in_(list(models)))).all() \
-                if models else []
-            found = [SimpleNamespace(name=models[r.model_id].full_name, version=r.version, run_id=r.run_id or "",
-                                     source=r.source or "", tags=sec.load_json(r.spec).get("tags") or {},
-                                     current_stage="None", creation_timestamp=clock.to_ms(r.created_at),
-                                     last_updated_timestamp=clock.to_ms(r.updated_at), row=r) for r in rows]
-            found = _mlflow_search(lambda: Search.sort(Search.filter(found, filter_string), order_by))
-            page, token = _page(found, page_token, limit)
-            return {"model_versions": [self._version_out(s, models[v.row.model_id], v.row) for v in page],
-                    "next_page_token": token}
 
     # ---- lineage ---------------------------------------------------------------------------------
     def _record_lineage(self, caller: Principal, name: str, number: int, run_id: str) -> None:
