@@ -198,6 +198,19 @@ def test_failed_ctas_leaves_no_table(shop):
         assert c.get(f"{UC}/tables/{cat}.s.bad").status_code == 404
 
 
+def test_table_whose_data_is_gone_is_400(shop):
+    import shutil
+
+    server, cat = shop
+    name = create_table(server, cat, "s", "ghost", CUSTOMERS)
+    with server.client() as c:
+        location = c.get(f"{UC}/tables/{name}").json()["storage_location"]
+    shutil.rmtree(location[len("file://"):])
+    for statement in (f"SELECT * FROM {name}", f"INSERT INTO {name} VALUES (1, 'x')"):
+        status, resp = run_sql(server, statement)
+        assert status == 400 and resp["error_code"] == "INVALID_STATE" and name in resp["message"], resp
+
+
 # ---- access --------------------------------------------------------------------------------------
 def test_access_checked_on_every_table_before_running(shop):
     server, cat = shop

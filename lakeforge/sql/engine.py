@@ -14,6 +14,7 @@ import threading
 import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from lakeforge.catalog.storage import to_path
 
@@ -26,6 +27,24 @@ LOCKDOWN = ("SET GLOBAL TimeZone = 'UTC'", "SET GLOBAL python_enable_replacement
             "SET GLOBAL allow_community_extensions = false", "SET GLOBAL enable_external_access = false",
             "SET GLOBAL lock_configuration = true")
 QueryError = duckdb.Error
+
+
+class UnreadableTable(Exception):
+    """A catalog table whose Delta data cannot be opened (gone, or a corrupt log)."""
+
+    def __init__(self, location: str, reason: str):
+        super().__init__(reason)
+        self.location = location
+        self.reason = reason
+
+
+def open_dataset(location: str):
+    """The Arrow dataset of the Delta table at `location`."""
+    try:
+        return DeltaTable(str(to_path(location))).to_pyarrow_dataset()
+    except (DeltaError, OSError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]  # the kernel appends a backtrace
+        raise UnreadableTable(location, reason) from None
 
 
 class QueryDatabase:
@@ -55,7 +74,7 @@ class StatementEngine:
         self._closed = False
         try:
             for view, location in tables.items():
-                self.con.register(view, DeltaTable(str(to_path(location))).to_pyarrow_dataset())
+                self.con.register(view, open_dataset(location))
         except BaseException:
             self.close()
             raise

@@ -29,7 +29,12 @@ from lakeforge.errors import (
 )
 from lakeforge.identity.principal import Principal
 from lakeforge.sql import planner, results, writes
-from lakeforge.sql.engine import QueryDatabase, QueryError, StatementEngine
+from lakeforge.sql.engine import (
+    QueryDatabase,
+    QueryError,
+    StatementEngine,
+    UnreadableTable,
+)
 from lakeforge.sql.planner import Plan
 from lakeforge.sql.statements import TERMINAL, Statement, StatementStore
 
@@ -157,9 +162,9 @@ class SqlService:
         opts = Options(row_limit if plan.kind == "QUERY" else None, byte_limit)
         try:
             engine = StatementEngine(self.database, {views[f]: locations[f] for f in plan.sources})
-        except (DeltaError, OSError) as e:
-            st.finish("FAILED", {"error_code": "IO_ERROR", "message": f"Could not open a table: {_first_line(e)}"})
-            return Submitted(self.store.add(st), wait, mode)
+        except UnreadableTable as e:
+            name = next(f for f in plan.sources if locations[f] == e.location)
+            raise InvalidState(f"The data of table '{name}' cannot be read: {e.reason}") from None
         mapping = None
         if plan.kind != "QUERY":  # bind the query first, so a write that cannot fit is a 400 before it runs
             try:
@@ -207,7 +212,10 @@ class SqlService:
         return locations, exists
 
     def _insert_mapping(self, engine: StatementEngine, sql: str, plan: Plan, location: str):
-        target = pa.schema(DeltaTable(str(to_path(location))).schema().to_arrow())
+        try:
+            target = pa.schema(DeltaTable(str(to_path(location))).schema().to_arrow())
+        except (DeltaError, OSError) as e:
+            raise InvalidState(f"The data of table '{plan.target}' cannot be read: {_first_line(e)}") from None
         return writes.align_for_insert(engine.schema(sql), target, plan.insert_columns, plan.target)
 
     # ---- the worker ----------------------------------------------------------------------------
