@@ -125,8 +125,11 @@ def test_lineage_command(cli, server, unique):
                        "target": {"type": "table", "name": f"{cat}.s.dst"}}],
             "entity_type": "QUERY", "entity_id": "q-1"}).raise_for_status()
     graph = json.loads(cli("lineage", f"{cat}.s.dst", "--direction", "upstream", "-o", "json").stdout)
+    assert graph["root"]["type"].lower() == "table"  # inferred from the catalog
     assert {(e["source"]["name"], e["target"]["name"]) for e in graph["edges"]} == {(f"{cat}.s.src", f"{cat}.s.dst")}
     assert f"{cat}.s.src" in cli("lineage", f"{cat}.s.dst").stdout
+    missing = cli("lineage", f"{cat}.s.nothing", ok=False)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     cli("catalogs", "delete", cat, "--force")
 
 

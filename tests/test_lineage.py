@@ -196,7 +196,8 @@ def test_bad_input(server):
         assert r.status_code == 404, r.text
 
         graph = lambda **p: c.get(f"{LINEAGE}/graph", params=p)  # noqa: E731
-        bad(graph(name=t))  # no type
+        assert graph(name=t).json()["root"]["type"] == "TABLE"  # no type: inferred from the catalog
+        assert graph(name=f"{cat}.s.nothing_here").status_code == 404
         bad(graph(type="TABLE"))  # no name
         for depth in ("0", "11", "-1", "abc"):
             bad(graph(type="TABLE", name=t, depth=depth))

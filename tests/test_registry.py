@@ -458,7 +458,8 @@ def test_lineage_from_a_runs_delta_input(any_server, mlf, tmp_path):
                              (f"{schema}.events", name, "MODEL_VERSION", f"{name}/{mv.version}")]
     env = {**any_server.env, "LAKEFORGE_HOST": any_server.url, "LAKEFORGE_TOKEN": any_server.admin_token,
            "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "lineage", name, "--type",
-                          "registered_model", "-o", "json"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    # As the issue writes it: `lakeforge lineage main.ml.churn` (the type is inferred from the catalog).
+    out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", "lineage", name, "-o", "json"], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert {e["source"]["name"] for e in json.loads(out.stdout)["edges"]} == {table, f"{schema}.events"}

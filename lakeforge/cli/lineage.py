@@ -9,7 +9,8 @@ NAME = "lineage"
 
 @command
 def show(name: str = typer.Argument(..., help="Full name, e.g. main.ml.churn"),
-         securable_type: str = typer.Option("table", "--type", help="table, registered_model, volume, ..."),
+         securable_type: str = typer.Option(None, "--type",
+                                            help="table, registered_model, volume, ... (default: what the name is)"),
          direction: str = typer.Option("both", help="upstream, downstream or both"), depth: int = 3,
          output: Output = "table"):
     graph = client().lineage.graph(name, securable_type, direction, depth)

@@ -132,7 +132,8 @@ class Audit(_Area):
 
 
 class Lineage(_Area):
-    def graph(self, name: str, securable_type: str = "table", direction: str = "both", depth: int = 3) -> Record:
+    def graph(self, name: str, securable_type: str | None = None, direction: str = "both", depth: int = 3) -> Record:
+        """`securable_type` is inferred from the catalog when not given."""
         return self._c.request("GET", "/api/2.0/lineage/graph", params={
             "type": securable_type, "name": name, "direction": direction, "depth": depth})
 

@@ -38,5 +38,5 @@ async def record_edges(request: Request):
 
 
 @router.get("/graph", name="lineage.graph")
-def graph(request: Request, type: str, name: str, direction: str = "both", depth: int = 3):
+def graph(request: Request, name: str, type: str | None = None, direction: str = "both", depth: int = 3):
     return ok(_svc(request).graph(caller(request), type, name, direction, depth))

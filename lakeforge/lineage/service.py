@@ -24,7 +24,7 @@ from lakeforge.catalog import securables as sec
 from lakeforge.catalog.access import AccessControl
 from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.store import SecurableRow
-from lakeforge.errors import InvalidParameter, PermissionDenied
+from lakeforge.errors import InvalidParameter, NotFound, PermissionDenied
 from lakeforge.identity.principal import Principal
 from lakeforge.lineage.export import LineageExport
 from lakeforge.lineage.store import LineageEdgeRow
@@ -80,6 +80,9 @@ def _text(value, what: str, limit: int, required: bool) -> str | None:
 def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+INFERABLE = ("table", "registered_model", "volume", "function")
 
 
 class LineageService:
@@ -139,8 +142,10 @@ class LineageService:
             self.access.authorize(principal, privilege, sec.securable_of(s, row))
 
     # ---- reading -------------------------------------------------------------------------------
-    def graph(self, principal: Principal, securable_type: str, full_name: str, direction: str | None = "both",
-              depth: int | None = DEFAULT_DEPTH) -> dict:
+    def graph(self, principal: Principal, securable_type: str | None, full_name: str,
+              direction: str | None = "both", depth: int | None = DEFAULT_DEPTH) -> dict:
+        if not securable_type:
+            securable_type = self._infer_type(full_name)
         root = parse_node(securable_type, full_name, "root")
         direction = (direction or "both").strip().lower()
         if direction not in DIRECTIONS:
@@ -183,6 +188,18 @@ class LineageService:
             # Same answer whether or not edges exist, so nothing is revealed.
             raise PermissionDenied(f"User '{principal.name}' does not have access to the lineage of "
                                    f"{root[0]} '{root[1]}'")
+
+    def _infer_type(self, full_name: str) -> str:
+        """The kind of catalog object named `full_name`, when the caller did not say (so that
+        `lakeforge lineage main.ml.churn` finds a model as readily as a table)."""
+        with self.db.read() as s:
+            kinds = sorted(set(s.scalars(select(SecurableRow.kind).where(SecurableRow.full_name == full_name,
+                                                                         SecurableRow.kind.in_(INFERABLE)))))
+        if not kinds:
+            raise NotFound(f"No table, registered model, volume or function named '{full_name[:200]}'")
+        if len(kinds) > 1:
+            raise InvalidParameter(f"'{full_name[:200]}' names several objects ({', '.join(kinds)}); pass type")
+        return kinds[0]
 
     def _walk(self, s: Session, root: Node, walk: str, depth: int, hops: dict[Node, int],
               found: dict[tuple, LineageEdgeRow]) -> bool:
