@@ -344,3 +344,6 @@ def test_unknown_paths_are_404(server):
         assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
         r = c.get("/api/2.0/mlflow/no-such-thing")
         assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+        # a Lakeforge path asked with the wrong method still answers 405 behind the catch-all mount
+        r = c.put("/api/2.1/unity-catalog/catalogs", json={})
+        assert r.status_code == 405 and r.json()["error_code"] == "METHOD_NOT_ALLOWED"

@@ -77,4 +77,4 @@ def mount(api: FastAPI) -> None:
     """Register tracking on the app. The MLflow mount is a catch-all: call this after every other
     router is included."""
     api.include_router(router)
-    api.mount("/", TrackingGate(api.state.ctx.tracking), name="mlflow")
+    api.mount("/", TrackingGate(api.state.ctx.tracking, api.router.routes), name="mlflow")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import urllib.parse
 
 import orjson
+from starlette.routing import Match, Mount
 
 from lakeforge.audit import context as audit_context
 from lakeforge.errors import (
     MalformedRequest,
+    MethodNotAllowed,
     NotFound,
     NotImplementedHere,
     Unauthenticated,
@@ -28,8 +30,9 @@ REGISTRY_MESSAGE = ("The MLflow model registry is served by Lakeforge's catalog 
 
 
 class TrackingGate:
-    def __init__(self, service: TrackingService, login_path: str = "/login"):
+    def __init__(self, service: TrackingService, platform_routes: list | None = None, login_path: str = "/login"):
         self.service = service
+        self.platform_routes = platform_routes or []
         self.login_path = login_path
 
     async def __call__(self, scope, receive, send):
@@ -37,7 +40,7 @@ class TrackingGate:
             return
         path, method = scope["path"], scope["method"]
         if not is_mlflow_path(path):
-            raise NotFound(f"No API found for {method} {path}", error_code="ENDPOINT_NOT_FOUND")
+            self._refuse_unknown(scope)
         if is_registry_path(path):
             raise NotImplementedHere(REGISTRY_MESSAGE)
         principal = (scope.get("state") or {}).get("principal")
@@ -79,6 +82,16 @@ class TrackingGate:
         else:
             hook = lambda answer: self.service.readable_experiments(principal, answer)
         await runtime.asgi(scope, receive, _rewriting(send, hook))
+
+
+    def _refuse_unknown(self, scope) -> None:
+        """A catch-all mount hides the router's 405: a Lakeforge path asked with another method
+        still answers METHOD_NOT_ALLOWED, anything else ENDPOINT_NOT_FOUND."""
+        method, path = scope["method"], scope["path"]
+        for route in self.platform_routes:
+            if not isinstance(route, Mount) and route.matches(scope)[0] is Match.PARTIAL:
+                raise MethodNotAllowed(f"Method {method} is not allowed on {path}")
+        raise NotFound(f"No API found for {method} {path}", error_code="ENDPOINT_NOT_FOUND")
 
 
 def _credentials(headers: dict[bytes, bytes]) -> str | None:
