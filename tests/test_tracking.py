@@ -347,3 +347,23 @@ def test_unknown_paths_are_404(server):
         # a Lakeforge path asked with the wrong method still answers 405 behind the catch-all mount
         r = c.put("/api/2.1/unity-catalog/catalogs", json={})
         assert r.status_code == 405 and r.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_restart_keeps_tracking_data(tmp_path, use):
+    """A second start finds MLflow's tables current (no migration) and serves what was logged."""
+    from tests.harness import start_server
+
+    token = f"tok-{uuid.uuid4().hex}"
+    srv = start_server(tmp_path / "home", admin_token=token)
+    try:
+        use(srv, token)
+        with mlflow.start_run(experiment_id=mlflow.create_experiment(_name("restart"))) as run:
+            mlflow.log_metric("m", 3.0)
+    finally:
+        srv.stop()
+    srv = start_server(tmp_path / "home", admin_token=token)
+    try:
+        client = use(srv, token)
+        assert client.get_run(run.info.run_id).data.metrics["m"] == 3.0
+    finally:
+        srv.stop()
