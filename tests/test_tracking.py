@@ -272,6 +272,13 @@ def test_unmapped_endpoints_are_for_admins_only(server):
         assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
     with server.client() as c:
         assert c.post("/api/3.0/mlflow/datasets/search", json={}).status_code == 200
+        admins_exp = c.post("/api/2.0/mlflow/experiments/create", json={"name": _name()}).json()["experiment_id"]
+    # endpoints keyed by an experiment follow its permissions
+    with server.client(token) as c:
+        own = c.post("/api/2.0/mlflow/experiments/create", json={"name": _name()}).json()["experiment_id"]
+        assert c.get("/api/3.0/mlflow/scorers/list", params={"experiment_id": own}).status_code == 200
+        r = c.get("/api/3.0/mlflow/scorers/list", params={"experiment_id": admins_exp})
+        assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
 
 
 def test_graphql_is_authorized_like_rest(server, use):

@@ -94,6 +94,12 @@ RULES: dict[str, Rule] = {
              "_set_trace_tag", "_delete_trace_tag"),
     "otel.export_traces": Rule(EDIT, T.HEADER),
     "_graphql": Rule(READ, T.GRAPHQL),
+    # GenAI helpers keyed by experiment (operations keyed by their own ids stay admins-only)
+    **_rules(READ, T.EXPERIMENTS, "_list_scorers"),
+    **_rules(READ, T.EXPERIMENT, "_get_scorer", "_list_scorer_versions", "_list_label_schemas",
+             "_get_label_schema_by_name", "_list_review_queues"),
+    **_rules(EDIT, T.EXPERIMENT, "_register_scorer", "_delete_scorer", "_create_issue", "_create_label_schema",
+             "_create_review_queue"),
     # proxied artifacts
     **_rules(READ, T.ARTIFACT, "_download_artifact", "_get_presigned_download_url",
              "_list_artifacts_mlflow_artifacts"),
