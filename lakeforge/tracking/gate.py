@@ -65,7 +65,8 @@ class TrackingGate:
         headers = _headers(scope)
         params = Params(view_args=dict(view_args), headers=headers,
                         query=urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")))
-        if rule is not None and (rule.target in _BODY_TARGETS or rule.level is Special.CREATE_EXPERIMENT) \
+        if not principal.is_admin and rule is not None \
+                and (rule.target in _BODY_TARGETS or rule.level is Special.CREATE_EXPERIMENT) \
                 and method in ("POST", "PATCH", "PUT", "DELETE") and "json" in headers.get("content-type", "json"):
             raw = await _read_body(receive)
             params.body = _json_object(raw)
