@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     audit_flush_seconds: float = 2.0
     # How long authentication and grant lookups may be served from the in-process cache.
     auth_cache_seconds: float = 2.0
+    # Load MLflow's tracking server at start (in the background) rather than on the first MLflow call.
+    tracking_preload: bool = True
     # Server worker processes sharing the port (`lakeforge up --workers N`); each knows its index.
     workers: int = 1
     worker_id: int = 0

@@ -78,7 +78,9 @@ def start_server(home: Path, *, database_url: str | None = None, env: dict | Non
     token = admin_token or f"test-admin-{secrets.token_hex(8)}"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFORGE_", "MLFLOW_"))}
     full_env.update({"LAKEFORGE_HOME": str(home), "LAKEFORGE_ADMIN_TOKEN": token,
-                     "LAKEFORGE_AUDIT_FLUSH_SECONDS": "0.5", "LAKEFORGE_LOG_LEVEL": "warning"})
+                     "LAKEFORGE_AUDIT_FLUSH_SECONDS": "0.5", "LAKEFORGE_LOG_LEVEL": "warning",
+                     # Most test servers never see an MLflow call; the ones that do load it then.
+                     "LAKEFORGE_TRACKING_PRELOAD": "false"})
     if database_url:
         full_env["LAKEFORGE_DATABASE_URL"] = database_url
     full_env.update(env or {})

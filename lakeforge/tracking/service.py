@@ -74,7 +74,10 @@ class TrackingService:
         return self
 
     def start(self) -> None:
-        self.runtime.start()
+        # Loading MLflow's server takes seconds of CPU; preloading makes the first tracking call
+        # fast, and without it the first MLflow request loads it.
+        if self.runtime.settings.tracking_preload:
+            self.runtime.start()
 
     def stop(self) -> None:
         self.runtime.stop()
