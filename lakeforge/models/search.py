@@ -59,7 +59,7 @@ def registered_models(svc, caller: Principal, filter_string: str | None, max_res
                  for r in rows if svc.access.allowed(caller, P.EXECUTE, sec.securable_of(s, r))]
         found = _mlflow(lambda: Search.sort(Search.filter(found, filter_string), order_by))
         page, token = _page(found, page_token, limit)
-        return {"registered_models": [svc.model_out(s, m.row) for m in page], "next_page_token": token}
+        return {"registered_models": svc.models_out(s, [m.row for m in page]), "next_page_token": token}
 
 
 def model_versions(svc, caller: Principal, filter_string: str | None, max_results: int | None,

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lakeforge import clock, names
@@ -36,7 +36,7 @@ from lakeforge.catalog.models import (
 )
 from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.storage import to_path, to_uri
-from lakeforge.catalog.store import ModelVersionRow, SecurableRow
+from lakeforge.catalog.store import ModelAliasRow, ModelVersionRow, SecurableRow
 from lakeforge.config import Settings
 from lakeforge.errors import (
     InvalidParameter,
@@ -101,6 +101,26 @@ class RegistryService:
         spec = sec.load_json(row.spec)
         return schema.model_version(model.full_name, info, spec.get("tags") or {},
                                     [a["alias_name"] for a in info["aliases"]], spec.get("model_id"))
+
+    def models_out(self, s: Session, rows: list[SecurableRow]) -> list[dict]:
+        """Many RegisteredModels at once (searches): owners, aliases and latest versions are read
+        in one query each instead of several per model."""
+        ids = [r.id for r in rows]
+        owners = self.catalog.owner_names(s, rows)
+        aliases: dict[str, list[dict]] = {}
+        for a in s.scalars(select(ModelAliasRow).where(ModelAliasRow.model_id.in_(ids)).order_by(ModelAliasRow.alias)):
+            aliases.setdefault(a.model_id, []).append({"alias_name": a.alias, "version_num": a.version})
+        newest = select(ModelVersionRow.model_id, func.max(ModelVersionRow.version).label("v")) \
+            .where(ModelVersionRow.model_id.in_(ids)).group_by(ModelVersionRow.model_id).subquery()
+        latest = {v.model_id: v for v in s.scalars(select(ModelVersionRow).join(
+            newest, (ModelVersionRow.model_id == newest.c.model_id) & (ModelVersionRow.version == newest.c.v)))}
+        out = []
+        for row in rows:
+            info = self.models.info(s, row, owners)
+            version = latest.get(row.id)
+            out.append(schema.registered_model(info, model_spec(row).get("tags") or {}, aliases.get(row.id, []),
+                                               self.version_out(s, row, version) if version else None))
+        return out
 
     def model_out(self, s: Session, row: SecurableRow) -> dict:
         info = self.models.info(s, row, include_aliases=True)
