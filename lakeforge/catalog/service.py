@@ -80,7 +80,7 @@ class CatalogService:
         return self._update(caller, Kind.CATALOG, name, new_name, comment, properties, owner, self.catalog_info)
 
     def delete_catalog(self, caller: Principal, name: str, force: bool = False) -> None:
-        self._delete(caller, Kind.CATALOG, name, force)
+        self.delete(caller, Kind.CATALOG, name, force)
 
     def catalog_info(self, s: Session, row: SecurableRow, owners: dict | None = None) -> dict[str, Any]:
         owners = owners if owners is not None else self.owner_names(s, [row])
@@ -134,7 +134,7 @@ class CatalogService:
         return self._update(caller, Kind.SCHEMA, full_name, new_name, comment, properties, owner, self.schema_info)
 
     def delete_schema(self, caller: Principal, full_name: str, force: bool = False) -> None:
-        self._delete(caller, Kind.SCHEMA, full_name, force)
+        self.delete(caller, Kind.SCHEMA, full_name, force)
 
     def schema_info(self, s: Session, row: SecurableRow, owners: dict | None = None) -> dict[str, Any]:
         owners = owners if owners is not None else self.owner_names(s, [row])
@@ -165,7 +165,9 @@ class CatalogService:
             sec.rename(s, row, new_name, caller)
         sec.touch(row, caller)
 
-    def _delete(self, caller: Principal, kind: Kind, full_name: str, force: bool) -> None:
+    def delete(self, caller: Principal, kind: Kind, full_name: str, force: bool = False) -> None:
+        """Drop an object (with what it holds, given force). Managed data goes only once the catalog
+        entries are gone; external data is never touched."""
         with self.db.write() as s:
             row = sec.get_row(s, kind, full_name)
             self.access.authorize(caller, P.MANAGE, sec.securable_of(s, row))
@@ -173,11 +175,21 @@ class CatalogService:
             if inner and not force:
                 raise InvalidState(f"{sec.LABELS[kind]} '{full_name}' is not empty; use force=true to delete "
                                    f"it with its {len(inner)} object(s)")
-            locations = [r.storage_location for r in inner if sec.load_json(r.spec).get("managed")]
+            locations = [r.storage_location for r in [*inner, row] if sec.load_json(r.spec).get("managed")]
             sec.delete_rows(s, [*inner, row])
         for uri in locations:
             self.storage.remove(uri)
         self.access.invalidate()
+
+    def row_by_id(self, s: Session, kind: Kind, securable_id: str | None) -> SecurableRow:
+        """An object addressed by its id (temporary credentials name tables and volumes that way)."""
+        if not securable_id:
+            raise InvalidParameter(f"{kind.value}_id is required")
+        row = s.get(SecurableRow, str(securable_id))
+        if row is None or row.kind != kind.value:
+            raise NotFound(f"{sec.LABELS[kind]} with id '{securable_id}' does not exist.")
+        note_securable(row.full_name)
+        return row
 
     # ---- grants --------------------------------------------------------------------------------
     def resolve_securable(self, s: Session, securable_type: str, full_name: str) -> tuple[Kind, Securable]:

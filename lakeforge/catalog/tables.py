@@ -27,7 +27,7 @@ from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage, to_path, to_uri
 from lakeforge.catalog.store import SecurableRow
-from lakeforge.errors import AlreadyExists, InvalidParameter, NotFound
+from lakeforge.errors import AlreadyExists, InvalidParameter
 from lakeforge.identity.principal import Principal
 from lakeforge.lake import delta
 from lakeforge.lake.types import column_info, schema_from_columns, type_text
@@ -362,26 +362,13 @@ class TableService:
             return self.table_info(s, row)
 
     def delete_table(self, caller: Principal, full_name: str) -> None:
-        with self.db.write() as s:
-            row = sec.get_row(s, Kind.TABLE, full_name)
-            self.catalog.check(s, caller, P.MANAGE, row)
-            managed = sec.load_json(row.spec).get("managed")
-            location = row.storage_location
-            sec.delete_rows(s, [row])
-        # The data goes only once the catalog entry is gone; external data is never touched.
-        if managed:
-            self.storage.remove(location)
-        self.access.invalidate()
+        self.catalog.delete(caller, Kind.TABLE, full_name)
 
     # ---- credentials ---------------------------------------------------------------------------
     def table_credentials(self, caller: Principal, table_id: str | None, operation: str | None) -> dict:
         operation = choice(operation, tuple(TABLE_OPERATIONS), "operation")
-        if not table_id:
-            raise InvalidParameter("table_id is required")
         with self.db.read() as s:
-            row = s.get(SecurableRow, str(table_id))
-            if row is None or row.kind != Kind.TABLE.value:
-                raise NotFound(f"Table with id '{table_id}' does not exist.")
+            row = self.catalog.row_by_id(s, Kind.TABLE, table_id)
             for privilege in TABLE_OPERATIONS[operation]:
                 self.catalog.check(s, caller, privilege, row)
             return empty_credential(row.storage_location)

@@ -20,7 +20,7 @@ from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.store import SecurableRow
 from lakeforge.catalog.tables import check_external_location, choice, empty_credential
-from lakeforge.errors import InvalidParameter, NotFound
+from lakeforge.errors import InvalidParameter
 from lakeforge.identity.principal import Principal
 from lakeforge.store import new_id
 
@@ -104,25 +104,12 @@ class VolumeService:
             return self.volume_info(s, row)
 
     def delete_volume(self, caller: Principal, full_name: str) -> None:
-        with self.db.write() as s:
-            row = sec.get_row(s, Kind.VOLUME, full_name)
-            self.catalog.check(s, caller, P.MANAGE, row)
-            managed = sec.load_json(row.spec).get("managed")
-            location = row.storage_location
-            sec.delete_rows(s, [row])
-        # Files go only once the catalog entry is gone; an external directory is never touched.
-        if managed:
-            self.storage.remove(location)
-        self.access.invalidate()
+        self.catalog.delete(caller, Kind.VOLUME, full_name)
 
     def volume_credentials(self, caller: Principal, volume_id: str | None, operation: str | None) -> dict:
         operation = choice(operation, tuple(VOLUME_OPERATIONS), "operation")
-        if not volume_id:
-            raise InvalidParameter("volume_id is required")
         with self.db.read() as s:
-            row = s.get(SecurableRow, str(volume_id))
-            if row is None or row.kind != Kind.VOLUME.value:
-                raise NotFound(f"Volume with id '{volume_id}' does not exist.")
+            row = self.catalog.row_by_id(s, Kind.VOLUME, volume_id)
             for privilege in VOLUME_OPERATIONS[operation]:
                 self.catalog.check(s, caller, privilege, row)
             return empty_credential(row.storage_location)
