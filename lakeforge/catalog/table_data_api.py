@@ -8,14 +8,12 @@ GET  {PREFIX}/{full_name}/changes?starting_version=N[&ending_version=M]         
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from lakeforge.catalog.table_data import ARROW_STREAM, TableRead
 from lakeforge.errors import InvalidParameter, RequestTooLarge
+from lakeforge.lake.arrow_stream import ipc_chunks
 from lakeforge.server.http import call, caller, ok
 
 PREFIX = "/api/2.0/lakeforge/tables"
@@ -74,37 +72,5 @@ async def changes(request: Request, full_name: str, starting_version: int = 0, e
 
 
 def _arrow(result: TableRead) -> StreamingResponse:
-    return StreamingResponse(_ipc_chunks(result.reader), media_type=ARROW_STREAM,
+    return StreamingResponse(ipc_chunks(result.reader), media_type=ARROW_STREAM,
                              headers={VERSION_HEADER: str(result.version)})
-
-
-def _ipc_chunks(reader: pa.RecordBatchReader) -> Iterator[bytes]:
-    """The IPC stream one record batch at a time (Starlette runs this generator in a worker thread)."""
-    sink = _Chunks()
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), reader.schema) as writer:
-        yield sink.take()
-        for batch in reader:
-            writer.write_batch(batch)
-            yield sink.take()
-    yield sink.take()  # the end-of-stream marker
-
-
-class _Chunks:
-    """A write-only file that hands back what was written since the last take()."""
-
-    closed = False
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-
-    def write(self, data) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self.parts)
-        self.parts.clear()
-        return out

@@ -11,6 +11,7 @@ import httpx
 import pyarrow as pa
 
 from lakeforge.client.connection import ApiError, Connection
+from lakeforge.lake.arrow_stream import ipc_chunks
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 DATA = "/api/2.0/lakeforge/tables/{}/data"
@@ -35,17 +36,6 @@ def to_reader(data: Any) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_stream(data)
     raise TypeError(f"Cannot write a {type(data).__name__}: pass a pyarrow Table or RecordBatchReader, "
                     "a pandas DataFrame or a polars DataFrame")
-
-
-def ipc_chunks(reader: pa.RecordBatchReader) -> Iterator[bytes]:
-    """The IPC stream, one record batch per chunk."""
-    sink = _Chunks()
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), reader.schema) as writer:
-        yield sink.take()
-        for batch in reader:
-            writer.write_batch(batch)
-            yield sink.take()
-    yield sink.take()
 
 
 def post_stream(conn: Connection, path: str, reader: pa.RecordBatchReader, params: dict) -> dict:
@@ -75,27 +65,6 @@ def raise_for_status(resp: httpx.Response) -> None:
         body = {}
     raise ApiError(resp.status_code, body.get("error_code", f"HTTP_{resp.status_code}"),
                    body.get("message", resp.text[:500]), resp.headers.get("x-request-id"))
-
-
-class _Chunks:
-    """A write-only file that hands back what was written since the last take()."""
-
-    closed = False
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-
-    def write(self, data) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self.parts)
-        self.parts.clear()
-        return out
 
 
 class _ResponseFile(io.RawIOBase):
