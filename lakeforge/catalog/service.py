@@ -12,7 +12,7 @@ from lakeforge.catalog import securables as sec
 from lakeforge.audit.context import note_securable
 from lakeforge.catalog.access import METASTORE, AccessControl, Securable
 from lakeforge.catalog.privileges import GRANTABLE, Kind, P, parse_kind, parse_privilege, to_wire
-from lakeforge.catalog.storage import ManagedStorage, check_root
+from lakeforge.catalog.storage import ManagedStorage, check_root, empty_credential
 from lakeforge.catalog.store import GrantRow, SecurableRow
 from lakeforge.errors import InvalidParameter, InvalidState, NotFound
 from lakeforge.identity.principal import Principal
@@ -190,6 +190,16 @@ class CatalogService:
             raise NotFound(f"{sec.LABELS[kind]} with id '{securable_id}' does not exist.")
         note_securable(row.full_name)
         return row
+
+    def temporary_credentials(self, caller: Principal, kind: Kind, securable_id: str | None,
+                              privileges: tuple[P, ...]) -> dict:
+        """Credentials for the storage of a table or volume addressed by id, once the caller holds
+        every privilege the requested operation needs."""
+        with self.db.read() as s:
+            row = self.row_by_id(s, kind, securable_id)
+            for privilege in privileges:
+                self.check(s, caller, privilege, row)
+            return empty_credential(row.storage_location)
 
     # ---- grants --------------------------------------------------------------------------------
     def resolve_securable(self, s: Session, securable_type: str, full_name: str) -> tuple[Kind, Securable]:

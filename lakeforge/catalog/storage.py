@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import logging
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from lakeforge import clock
 from lakeforge.catalog.store import SecurableRow
 from lakeforge.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
+
+
+# Local storage needs no cloud credential; clients still cache the answer until it expires.
+CREDENTIAL_TTL = timedelta(hours=1)
+
+
+def empty_credential(location: str) -> dict:
+    """Temporary credentials for local file:// storage: nothing to sign, only the URL and an expiry."""
+    return {"expiration_time": clock.to_ms(clock.now() + CREDENTIAL_TTL), "url": location}
 
 
 def to_uri(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from lakeforge.catalog import securables as sec
 from lakeforge.catalog.access import METASTORE
 from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.service import CatalogService
-from lakeforge.catalog.storage import ManagedStorage, to_path, to_uri
+from lakeforge.catalog.storage import ManagedStorage, empty_credential, to_path, to_uri
 from lakeforge.catalog.store import SecurableRow
 from lakeforge.errors import AlreadyExists, InvalidParameter
 from lakeforge.identity.principal import Principal
@@ -38,8 +37,6 @@ log = logging.getLogger(__name__)
 TABLE_TYPES = ("MANAGED", "EXTERNAL")
 TABLE_OPERATIONS = {"READ": (P.SELECT,), "READ_WRITE": (P.SELECT, P.MODIFY)}
 PATH_OPERATIONS = ("PATH_READ", "PATH_READ_WRITE", "PATH_CREATE_TABLE")
-# Local storage needs no cloud credential; clients still cache the answer until it expires.
-CREDENTIAL_TTL = timedelta(hours=1)
 # Written into an allocated staging location; names the table that may be created there.
 STAGING_MARKER = "_lakeforge_staging.json"
 
@@ -52,11 +49,6 @@ def choice(value: str | None, allowed, field: str) -> str:
         accepted = ", ".join(allowed)
         raise InvalidParameter(f"{field} must be one of {accepted}" + (f"; got '{value}'" if value else ""))
     return text
-
-
-def empty_credential(location: str) -> dict[str, Any]:
-    """Temporary credentials for local file:// storage: nothing to sign, only the URL and an expiry."""
-    return {"expiration_time": clock.to_ms(clock.now() + CREDENTIAL_TTL), "url": location}
 
 
 def check_external_location(s: Session, storage: ManagedStorage, uri: str | None,
@@ -367,11 +359,7 @@ class TableService:
     # ---- credentials ---------------------------------------------------------------------------
     def table_credentials(self, caller: Principal, table_id: str | None, operation: str | None) -> dict:
         operation = choice(operation, tuple(TABLE_OPERATIONS), "operation")
-        with self.db.read() as s:
-            row = self.catalog.row_by_id(s, Kind.TABLE, table_id)
-            for privilege in TABLE_OPERATIONS[operation]:
-                self.catalog.check(s, caller, privilege, row)
-            return empty_credential(row.storage_location)
+        return self.catalog.temporary_credentials(caller, Kind.TABLE, table_id, TABLE_OPERATIONS[operation])
 
     def path_credentials(self, caller: Principal, url: str | None, operation: str | None) -> dict:
         """Credentials for a raw storage path (Spark asks before creating external tables): admins only,
@@ -383,4 +371,4 @@ class TableService:
         return empty_credential(to_uri(to_path(url)))
 
 
-__all__ = ["TableService", "check_external_location", "choice", "empty_credential", "register_managed_table"]
+__all__ = ["TableService", "check_external_location", "choice", "register_managed_table"]

@@ -19,7 +19,7 @@ from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import to_path
 from lakeforge.catalog.store import SecurableRow
-from lakeforge.catalog.tables import check_external_location, choice, empty_credential
+from lakeforge.catalog.tables import check_external_location, choice
 from lakeforge.errors import InvalidParameter
 from lakeforge.identity.principal import Principal
 from lakeforge.store import new_id
@@ -108,11 +108,7 @@ class VolumeService:
 
     def volume_credentials(self, caller: Principal, volume_id: str | None, operation: str | None) -> dict:
         operation = choice(operation, tuple(VOLUME_OPERATIONS), "operation")
-        with self.db.read() as s:
-            row = self.catalog.row_by_id(s, Kind.VOLUME, volume_id)
-            for privilege in VOLUME_OPERATIONS[operation]:
-                self.catalog.check(s, caller, privilege, row)
-            return empty_credential(row.storage_location)
+        return self.catalog.temporary_credentials(caller, Kind.VOLUME, volume_id, VOLUME_OPERATIONS[operation])
 
     def volume_root(self, caller: Principal, full_name: str, privilege: P) -> Path:
         """The directory of a volume the caller holds `privilege` on (for the files API)."""
