@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     # Server worker processes sharing the port (`lakeforge up --workers N`); each knows its index.
     workers: int = 1
     worker_id: int = 0
+    # Model serving: request body limit, how long a model may take to load, how often inference
+    # and usage logs are moved into their Delta tables, and Redis for rate-limit counters shared
+    # between server processes and replicas (in-process counters without it).
+    serving_max_body_bytes: int = 16 * 1024 * 1024
+    serving_load_timeout_seconds: float = 300.0
+    serving_log_flush_seconds: float = 2.0
+    redis_url: str | None = None
     default_page_size: int = 100
     max_page_size: int = 1000
     log_level: str = "info"

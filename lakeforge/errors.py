@@ -64,6 +64,16 @@ class ResourceAlreadyExists(AlreadyExists):
     error_code = "RESOURCE_ALREADY_EXISTS"
 
 
+class ResourceConflict(LakeforgeError):
+    error_code = "RESOURCE_CONFLICT"
+    status = 409
+
+
+class TemporarilyUnavailable(LakeforgeError):
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    status = 503
+
+
 class PermissionDenied(LakeforgeError):
     error_code = "PERMISSION_DENIED"
     status = 403

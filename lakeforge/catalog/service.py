@@ -270,14 +270,15 @@ class CatalogService:
 
     # ---- first start ---------------------------------------------------------------------------
     def bootstrap(self, s: Session, admin: Principal, users_group_id: str) -> None:
-        """The catalogs every installation starts with: main.default and system.access.
+        """The catalogs every installation starts with: main.default, system.access, system.serving.
         Every user may use `main` and `main.default`; `system` is for admins until granted."""
         if get_state(s, "metastore_id") is None:
             from lakeforge.store import new_id
 
             set_state(s, "metastore_id", new_id())
         for catalog, schema, comment in (("main", "default", "The default catalog"),
-                                         ("system", "access", "Platform logs: audit and lineage")):
+                                         ("system", "access", "Platform logs: audit and lineage"),
+                                         ("system", "serving", "Serving endpoint usage")):
             cat = s.scalar(select(SecurableRow).where(SecurableRow.kind == Kind.CATALOG.value,
                                                       SecurableRow.full_name == catalog))
             if cat is None:
@@ -285,7 +286,7 @@ class CatalogService:
                 cat.storage_location = self.storage.location("", "", cat, None).rstrip("/")
             if s.scalar(select(SecurableRow.id).where(SecurableRow.kind == Kind.SCHEMA.value,
                                                       SecurableRow.full_name == f"{catalog}.{schema}")) is None:
-                sch = sec.create_row(s, Kind.SCHEMA, schema, cat, admin)
+                sch = sec.create_row(s, Kind.SCHEMA, schema, cat, admin, comment=comment if catalog == "system" else None)
                 if catalog == "main":
                     s.add(GrantRow(securable_kind=Kind.CATALOG.value, securable_id=cat.id,
                                    principal_id=users_group_id, privilege=P.USE_CATALOG.value))

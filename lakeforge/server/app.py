@@ -13,6 +13,7 @@ from lakeforge.server import errors
 from lakeforge.server.context import AppContext
 from lakeforge.server.http import ok
 from lakeforge.server.middleware import PlatformMiddleware
+from lakeforge.serving.invocations import PREFIX as SCORING_PREFIX
 from lakeforge.tracking import api as tracking_api
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,9 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
     async def lifespan(app: FastAPI):
         boot = ctx.start()
         app.state.bootstrap = boot
+        await ctx.serving_runtime.start()  # deployed endpoints come back with their model workers
         yield
+        await ctx.serving_runtime.stop()
         ctx.stop()
 
     api = FastAPI(title="Lakeforge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -47,7 +50,21 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
 
     # MLflow tracking: a catch-all mount at "/", so it must stay after every other router.
     tracking_api.mount(api)
-    return PlatformMiddleware(api, ctx), api
+    return PlatformMiddleware(ScoringDispatch(api, ctx.invocations), ctx), api
+
+
+class ScoringDispatch:
+    """Model scoring (`/serving-endpoints/...`) goes straight to its lean ASGI handler; everything
+    else to the FastAPI application. Both sit behind the platform middleware."""
+
+    def __init__(self, api, invocations):
+        self.api = api
+        self.invocations = invocations
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(SCORING_PREFIX):
+            return await self.invocations(scope, receive, send)
+        return await self.api(scope, receive, send)
 
 
 def _routers():
@@ -66,8 +83,9 @@ def _routers():
     from lakeforge.lineage import api as lineage_api
     from lakeforge.models import api as registry_api
     from lakeforge.secrets import api as secrets_api
+    from lakeforge.serving import api as serving_api
     from lakeforge.sql import api as sql_api
 
     modules = [catalog_api, tables_api, table_data_api, volumes_api, functions_api, models_api, credentials_api,
-               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api, registry_api]
+               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api, registry_api, serving_api]
     return [m.router for m in modules]

@@ -30,6 +30,11 @@ from lakeforge.lineage.service import LineageService
 from lakeforge.models.service import RegistryService
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
+from lakeforge.serving import usage as serving_usage
+from lakeforge.serving.invocations import Invocations
+from lakeforge.serving.limits import RateLimiter
+from lakeforge.serving.runtime import ServingRuntime
+from lakeforge.serving.service import ServingService
 from lakeforge.sql.service import SqlService
 from lakeforge.store import Database
 from lakeforge.store.generation import SharedGeneration
@@ -78,6 +83,16 @@ class AppContext:
         self.sql = SqlService(self.tables, self.lineage).registered(self.extensions)
         self.tracking = TrackingService(settings, self.db, self.access, self.identity).registered(self.extensions)
         self.registry = RegistryService(self.models, self.model_versions, self.lineage, settings, lambda: self.tracking)
+        # model serving: endpoints, their worker pools (started by the server's event loop), the scoring path
+        self.rate_limiter = RateLimiter(settings.redis_url)
+        self.serving_usage = serving_usage.UsageCounters()
+        self.serving_runtime = ServingRuntime(settings, self.db, self.identity, self.secrets.references, self.tables,
+                                              self.lineage)
+        self.serving = ServingService(self.db, self.access, self.identity, self.catalog, self.secrets.references,
+                                      self.serving_runtime, self.serving_usage, self.rate_limiter)
+        self.usage_log: serving_usage.UsageLog | None = None  # opened at start, once its table exists
+        self.invocations = Invocations(self.serving_runtime, self.access, self.rate_limiter, self.serving_usage,
+                                       lambda: self.usage_log, settings)
         self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
         self.audit_queries: AuditQueries | None = None
 
@@ -92,6 +107,9 @@ class AppContext:
                 admin = self.identity.find_principal(s, "admin")
                 location = ensure_system_table(s, self.catalog, audit_log.TABLE, audit_log.SCHEMA, admin,
                                                "Every API request, allowed or denied")
+                usage_location = ensure_system_table(s, self.catalog, serving_usage.USAGE_TABLE,
+                                                     serving_usage.USAGE_SCHEMA, admin,
+                                                     "Serving endpoint calls, when usage tracking is on")
             table = to_path(location)
             settings = self.settings
             drain_orphans(self.home / "wal", "audit", settings.workers, lambda path, i: audit_log.AuditLog(
@@ -99,6 +117,10 @@ class AppContext:
             self.audit = audit_log.AuditLog(settings.log_dir("audit"), table, app_id=settings.log_app_id("audit"),
                                             fsync=settings.audit_fsync, flush_seconds=settings.audit_flush_seconds)
             self.audit.start()
+            self.usage_log = serving_usage.UsageLog(settings.log_dir("usage"), to_path(usage_location),
+                                                    app_id=settings.log_app_id("usage"),
+                                                    flush_seconds=settings.serving_log_flush_seconds)
+            self.usage_log.start()
             self.audit_queries = AuditQueries(self.catalog, self.audit)
             for ext in self.extensions:
                 ext.start()
@@ -127,6 +149,9 @@ class AppContext:
                 ext.stop()
             except Exception:
                 log.exception("error stopping %s", ext)
+        if self.usage_log:
+            self.usage_log.close()
+        self.rate_limiter.close()
         if self.audit:
             self.audit.close()
         self.db.dispose()

@@ -54,6 +54,10 @@ SERVICES = [
     ("/api/2.0/lakeforge/audit", "audit"),
     ("/api/2.0/lakeforge/tables", "tables"),
     ("/api/2.0/sql/", "sql"),
+    ("/serving-endpoints/", "serving"),
+    ("/api/2.0/serving-endpoints", "serving"),
+    ("/api/2.0/permissions/serving-endpoints", "serving"),
+    ("/metrics", "serving"),
     ("/api/2.0/mlflow", "mlflow"),
     ("/ajax-api/2.0/mlflow", "mlflow"),
 ]
@@ -95,7 +99,7 @@ class PlatformMiddleware:
             await send(message)
 
         try:
-            limit = self.ctx.settings.max_body_bytes
+            limit = self._body_limit(scope)
             length = headers.get(b"content-length")
             if length and length.isdigit() and int(length) > limit and not self._unlimited(scope):
                 raise RequestTooLarge(f"Request body is {int(length)} bytes; the limit is {limit} bytes")
@@ -119,6 +123,12 @@ class PlatformMiddleware:
                     f"Internal error; the server log has the details under request id {request_id}"), state)
         finally:
             audit_context.current.reset(token)
+
+    def _body_limit(self, scope) -> int:
+        # Model inputs may be larger than API bodies (16 MB by default, as Databricks serving).
+        settings = self.ctx.settings
+        return settings.serving_max_body_bytes if scope["path"].startswith("/serving-endpoints/") \
+            else settings.max_body_bytes
 
     @staticmethod
     def _unlimited(scope) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from lakeforge.catalog.access import AccessControl, Securable
+from lakeforge.catalog.object_acl import ObjectAcl
 from lakeforge.catalog.privileges import ACL_LADDERS, Kind, P
 from lakeforge.catalog.store import GrantRow
-from lakeforge.errors import InvalidParameter, NotFound, ResourceDoesNotExist
+from lakeforge.errors import ResourceDoesNotExist
 from lakeforge.identity.principal import USERS_GROUP, Principal
 from lakeforge.identity.service import IdentityService
-from lakeforge.identity.store import GROUP, SERVICE_PRINCIPAL, PrincipalRow
+from lakeforge.identity.store import GROUP, PrincipalRow
 from lakeforge.store import Database
 from lakeforge.tracking.lookup import ExperimentLookup
 
@@ -32,6 +33,7 @@ class ExperimentPermissions:
         self.access = access
         self.identity = identity
         self.lookup = lookup
+        self.acl = ObjectAcl(db, access, identity, KIND, "mlflowExperiment", "/experiments")
 
     # ---- decisions -----------------------------------------------------------------------------
     @staticmethod
@@ -51,7 +53,7 @@ class ExperimentPermissions:
         with self.db.write() as s:
             s.execute(delete(GrantRow).where(GrantRow.securable_kind == KIND.value,
                                              GrantRow.securable_id == str(experiment_id)))
-            self._replace(s, str(experiment_id), principal.id, P.CAN_MANAGE)
+            self.acl.replace(s, str(experiment_id), principal.id, P.CAN_MANAGE)
         self.access.invalidate()
 
     def share_default_experiment(self) -> None:
@@ -72,78 +74,15 @@ class ExperimentPermissions:
     # ---- the permissions API (Databricks shape) ------------------------------------------------
     def get(self, caller: Principal, experiment_id: str) -> dict:
         exp = self._existing(experiment_id)
-        self.authorize(caller, P.CAN_MANAGE, exp.id, exp.name)
-        return self._describe(exp.id)
+        return self.acl.get(caller, self.securable(exp.id, exp.name))
 
     def change(self, caller: Principal, experiment_id: str, acl: list, replace: bool) -> dict:
         """PUT replaces every direct grant with `acl`; PATCH adds or changes the levels named."""
         exp = self._existing(experiment_id)
-        self.authorize(caller, P.CAN_MANAGE, exp.id, exp.name)
-        if not isinstance(acl, list):
-            raise InvalidParameter("access_control_list must be a list")
-        with self.db.write() as s:
-            wanted = [(self._grantee(s, entry), self._level(entry)) for entry in acl]
-            if replace:
-                s.execute(delete(GrantRow).where(GrantRow.securable_kind == KIND.value,
-                                                 GrantRow.securable_id == exp.id))
-            for pid, level in wanted:
-                self._replace(s, exp.id, pid, level)
-        self.access.invalidate()
-        return self._describe(exp.id)
+        return self.acl.change(caller, self.securable(exp.id, exp.name), acl, replace)
 
     def _existing(self, experiment_id: str):
         exp = self.lookup.experiment(experiment_id)
         if exp is None:
             raise ResourceDoesNotExist(f"Experiment '{experiment_id}' does not exist")
         return exp
-
-    def _describe(self, experiment_id: str) -> dict:
-        order = [p.value for p in LADDER]
-        top: dict[str, int] = {}
-        with self.db.read() as s:
-            rows = s.execute(select(GrantRow.principal_id, GrantRow.privilege).where(
-                GrantRow.securable_kind == KIND.value, GrantRow.securable_id == experiment_id))
-            for pid, priv in rows:
-                if priv in order:
-                    top[pid] = max(top.get(pid, 0), order.index(priv))
-            principals = {r.id: (r.kind, r.name, r.display_name) for r in s.execute(
-                select(PrincipalRow.id, PrincipalRow.kind, PrincipalRow.name, PrincipalRow.display_name)
-                .where(PrincipalRow.id.in_(set(top))))}
-        acl = []
-        for pid, i in top.items():
-            if pid not in principals:
-                continue
-            kind, name, display = principals[pid]
-            key = {GROUP: "group_name", SERVICE_PRINCIPAL: "service_principal_name"}.get(kind, "user_name")
-            acl.append({key: name, "display_name": display or name,
-                        "all_permissions": [{"permission_level": order[i], "inherited": False}]})
-        acl.sort(key=lambda e: (e.get("user_name") or e.get("group_name") or e.get("service_principal_name")))
-        return {"object_id": f"/experiments/{experiment_id}", "object_type": "mlflowExperiment",
-                "access_control_list": acl}
-
-    def _grantee(self, s, entry) -> str:
-        if not isinstance(entry, dict):
-            raise InvalidParameter("Each access control entry must be an object")
-        name = entry.get("user_name") or entry.get("group_name") or entry.get("service_principal_name")
-        if not name:
-            raise InvalidParameter("An access control entry needs user_name, group_name or service_principal_name")
-        try:
-            return self.identity.find_principal(s, name).id
-        except NotFound:
-            raise InvalidParameter(f"Principal '{name}' does not exist") from None
-
-    @staticmethod
-    def _level(entry: dict) -> P:
-        value = str(entry.get("permission_level") or "").upper()
-        for level in LADDER:
-            if level.value == value:
-                return level
-        raise InvalidParameter(f"permission_level must be one of {', '.join(p.value for p in LADDER)}")
-
-    @staticmethod
-    def _replace(s, experiment_id: str, principal_id: str, level: P) -> None:
-        # One level per principal: a new level replaces whatever was there.
-        s.execute(delete(GrantRow).where(GrantRow.securable_kind == KIND.value, GrantRow.securable_id == experiment_id,
-                                         GrantRow.principal_id == principal_id))
-        s.add(GrantRow(securable_kind=KIND.value, securable_id=experiment_id, principal_id=principal_id,
-                       privilege=level.value))

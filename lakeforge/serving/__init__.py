@@ -1,0 +1,1 @@
+"""Model Serving: endpoints, model workers, traffic split, inference tables, rate limits."""

@@ -1,0 +1,200 @@
+"""The model worker processes of one served entity, supervised.
+
+Workers are separate Python processes started with exec (never a fork of the server: deltalake and
+the server's threads do not survive fork). Each listens on its own Unix socket; the pool keeps one
+multiplexed connection per worker and spreads requests round-robin over the connected ones.
+A worker that exits is restarted with back-off; while none is connected the entity reports
+DEPLOYMENT_RECOVERING and the router sends its traffic elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakeforge.serving.worker_client import ModelWorkerClient, WorkerUnavailable
+
+log = logging.getLogger(__name__)
+
+CREATING, READY, RECOVERING, FAILED = ("DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT_RECOVERING",
+                                       "DEPLOYMENT_FAILED")
+_BACKOFF = (0.2, 0.5, 1, 2, 5, 10, 30)  # seconds before restart attempt n
+_LOG_TAIL = 64 * 1024
+
+
+class DeploymentFailed(Exception):
+    """A served entity could not start; the message says why (shown as the update's failure reason)."""
+
+
+class EntityUnavailable(Exception):
+    """No worker of the entity can take a request right now."""
+
+
+@dataclass
+class EntitySpec:
+    key: str  # unique per process: endpoint id, entity name and a deployment counter
+    model_dir: Path
+    workers: int
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)
+    max_batch_size: int = 64
+    max_batch_wait_ms: int = 0
+
+
+class _Worker:
+    def __init__(self, index: int, socket_path: str):
+        self.index = index
+        self.socket_path = socket_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.client: ModelWorkerClient | None = None
+        self.restarts = 0
+
+
+class ServedEntityPool:
+    def __init__(self, spec: EntitySpec, socket_dir: Path, log_path: Path, load_timeout: float = 120.0):
+        self.spec = spec
+        self.log_path = log_path
+        self.load_timeout = load_timeout
+        self.state = CREATING
+        self.message: str | None = None
+        self._workers = [_Worker(i, str(socket_dir / f"{spec.key}-{i}.sock")) for i in range(spec.workers)]
+        self._rr = itertools.count()
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self.started_at = time.time()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every worker and wait until each answers; raise DeploymentFailed otherwise."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.gather(*(self._launch(w) for w in self._workers))
+        except DeploymentFailed as e:
+            self.state, self.message = FAILED, str(e)
+            await self.stop()
+            raise
+        self.state, self.message = READY, None
+        self._tasks = [asyncio.create_task(self._supervise(w)) for w in self._workers]
+
+    async def _launch(self, w: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(w.socket_path)
+        args = [self.spec.python, "-m", "lakeforge.serving.worker", "--model-dir", str(self.spec.model_dir),
+                "--socket", w.socket_path, "--max-batch-size", str(self.spec.max_batch_size),
+                "--max-wait-ms", str(self.spec.max_batch_wait_ms)]
+        with open(self.log_path, "ab") as out:
+            w.proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                                                          stderr=out, env=self.spec.env, start_new_session=True)
+        client = ModelWorkerClient(w.socket_path)
+        connect = asyncio.create_task(client.connect(self.load_timeout))
+        exited = asyncio.create_task(w.proc.wait())
+        done, _ = await asyncio.wait({connect, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if connect in done and connect.exception() is None:
+            exited.cancel()
+            w.client = client
+            return
+        connect.cancel()
+        exited.cancel()
+        await client.close()
+        if w.proc.returncode is None:
+            w.proc.kill()
+            await w.proc.wait()
+        raise DeploymentFailed(self._failure_reason(w.proc.returncode))
+
+    def _failure_reason(self, code: int | None) -> str:
+        tail = self.logs(4096).strip().splitlines()
+        for line in reversed(tail):
+            if "failed to load model" in line:
+                return line.split("lakeforge-worker: ", 1)[-1][:1000]
+        if code is None:
+            return f"the model did not load within {self.load_timeout:.0f} s"
+        return f"the model worker exited with code {code} while loading" + (f": {tail[-1][:500]}" if tail else "")
+
+    async def _supervise(self, w: _Worker) -> None:
+        """Restart a worker whenever it exits, until the pool stops."""
+        while not self._stopping:
+            await w.proc.wait()
+            if self._stopping:
+                return
+            if w.client:
+                await w.client.close()
+                w.client = None
+            log.warning("model worker %s/%d exited with %s; restarting", self.spec.key, w.index, w.proc.returncode)
+            if not self.ready:
+                self.state, self.message = RECOVERING, f"model worker exited with code {w.proc.returncode}; restarting"
+            while not self._stopping:
+                await asyncio.sleep(_BACKOFF[min(w.restarts, len(_BACKOFF) - 1)])
+                w.restarts += 1
+                try:
+                    await self._launch(w)
+                    break
+                except DeploymentFailed as e:
+                    self.message = f"restart failed: {e}"
+                except Exception as e:  # keep supervising whatever happened
+                    log.exception("restarting model worker %s/%d", self.spec.key, w.index)
+                    self.message = f"restart failed: {e}"
+            if self.ready:
+                self.state, self.message = READY, None
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        procs = [w.proc for w in self._workers if w.proc and w.proc.returncode is None]
+        for p in procs:
+            with contextlib.suppress(OSError):
+                p.send_signal(signal.SIGTERM)
+        for w in self._workers:
+            if w.client:
+                await w.client.close()
+                w.client = None
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    p.kill()
+                await p.wait()
+        for w in self._workers:
+            with contextlib.suppress(OSError):
+                os.unlink(w.socket_path)
+
+    # ---- requests ------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return any(w.client is not None and w.client.connected for w in self._workers)
+
+    async def predict(self, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
+        live = [w for w in self._workers if w.client is not None and w.client.connected]
+        if not live:
+            raise EntityUnavailable(self.message or "no model worker is ready")
+        start = next(self._rr)
+        for attempt in range(len(live)):
+            w = live[(start + attempt) % len(live)]
+            try:
+                return await w.client.predict(request_id, content_type, body)
+            except WorkerUnavailable:
+                continue  # that worker died mid-request; its supervisor restarts it
+        raise EntityUnavailable("the model worker stopped while answering; it is being restarted")
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers if w.proc and w.proc.returncode is None]
+
+    def logs(self, limit: int = _LOG_TAIL) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - limit))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
