@@ -31,7 +31,7 @@ def _frame(n: int, seed: int):
     return pd.DataFrame(x, columns=FEATURES), y
 
 
-def register_models(server: Server) -> Registered:
+def register_models(server: Server, versions: int = 2, flaky: bool = True) -> Registered:
     import mlflow
     import mlflow.pyfunc
     import mlflow.sklearn
@@ -52,12 +52,14 @@ def register_models(server: Server) -> Registered:
         mlflow.set_experiment(f"/serving-{catalog}")
         x, y = _frame(500, 0)
         expected = {}
-        for version, c_value in ((1, 1.0), (2, 0.001)):
+        for version, c_value in ((1, 1.0), (2, 0.001))[:versions]:
             model = LogisticRegression(C=c_value, max_iter=1000).fit(x, y if version == 1 else 1 - y)
             with mlflow.start_run():
                 mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x, model.predict(x)),
                                          input_example=x.head(2), registered_model_name=f"{schema}.churn")
             expected[version] = model.predict(x).tolist()
+        if not flaky:
+            return Registered(schema=schema, model=f"{schema}.churn", flaky="", x=x, expected=expected)
         with mlflow.start_run():
             mlflow.pyfunc.log_model(name="model", python_model=_flaky_model(),
                                     signature=infer_signature(x.head(5), np.zeros(5)),

@@ -110,6 +110,8 @@ def _announce(settings, boot) -> None:
 
 def _check_port(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server itself binds: connections of a previous run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as e:
@@ -133,7 +135,7 @@ def _register_areas() -> None:
 
 
 _AREAS = ["catalogs", "schemas", "tables", "volumes", "models", "grants", "users", "groups",
-          "service_principals", "tokens", "secrets", "audit", "lineage", "sql"]
+          "service_principals", "tokens", "secrets", "audit", "lineage", "sql", "serving"]
 _register_areas()
 
 if __name__ == "__main__":

@@ -99,13 +99,18 @@ class ServingRuntime:
         # Unix socket paths are limited to ~107 bytes: keep them under a short temporary directory.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="lf-serving-"))
         self.flusher.start()
+        self._reconciler = asyncio.create_task(self._restore_then_reconcile())
+
+    async def _restore_then_reconcile(self) -> None:
+        """Bring stored endpoints back in the background: the server answers (health, API) at once,
+        an endpoint answers 503 (which clients retry) until its model workers are up."""
         rows = await asyncio.to_thread(self._rows)
         resume = [r for r in rows if r.config_update == IN_PROGRESS and r.pending_config]
         await asyncio.gather(*(self._follow(r) for r in rows if r.config), return_exceptions=True)
         if self.settings.worker_id == 0:
             for r in resume:
                 self.schedule_update(r.id)
-        self._reconciler = asyncio.create_task(self._reconcile_forever())
+        await self._reconcile_forever()
 
     async def stop(self) -> None:
         if self._reconciler:
@@ -284,8 +289,10 @@ class ServingRuntime:
             return current.inference
         suffix = hashlib.sha1(full_name.encode()).hexdigest()[:8]
         name = f"inference-{row.id}-{suffix}"
-        return InferenceLog(self.settings.log_dir(name), path, app_id=self.settings.log_app_id(name),
-                            fsync=self.settings.audit_fsync)
+        inference = InferenceLog(self.settings.log_dir(name), path, app_id=self.settings.log_app_id(name),
+                                 fsync=self.settings.audit_fsync)
+        inference.flush()  # what a crash left in the log reaches the table before anything new
+        return inference
 
     # ---- bookkeeping in the database -----------------------------------------------------------
     def _rows(self) -> list[ServingEndpointRow]:
