@@ -38,7 +38,7 @@ def require() -> str:
 
 def run(url: str, token: str, *, connections: int, seconds: int, method: str = "GET", body: str | None = None) -> Result:
     threads = 1 if connections == 1 else 2
-    script = LUA.format(method=method, token=token, body=f"wrk.body = [[{body}]]" if body else "")
+    script = LUA.format(method=method, token=token, body=f"wrk.body = [==[{body}]==]" if body else "")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     out = subprocess.run([require(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", f.name, url],
