@@ -16,8 +16,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from lakeforge.serving.protocol import HEADER, MAX_FRAME, PREDICT, RESULT, decode_header, decode_predict, \
-    decode_result, encode_frame, encode_predict, encode_result
+from lakeforge.serving.protocol import (HEADER, MAX_FRAME, PREDICT, RESULT, decode_header, decode_predict,
+                                        decode_result, encode_frame, encode_predict, encode_result)
 from lakeforge.serving.worker_client import ModelWorkerClient, WorkerUnavailable
 
 COLUMNS = [f"f{i}" for i in range(20)]
@@ -68,7 +68,8 @@ def models(tmp_path_factory):
     for f in (root / "lr").iterdir():
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "model.skops").write_bytes(b"this is not a model")
-    return {"root": root, "X": X, "estimator": lr, **{k: str(root / k) for k in ("lr", "lr_proba", "misbehaving", "broken")}}
+    paths = {k: str(root / k) for k in ("lr", "lr_proba", "misbehaving", "broken")}
+    return {"root": root, "X": X, "estimator": lr, **paths}
 
 
 class Worker:
@@ -319,3 +320,49 @@ def test_fast_path_matches_pyfunc_predict_exactly(models):
             got = np.asarray(orjson.loads(answer)["predictions"])
             # Bit for bit: probabilities too, so the fast path must not even change the BLAS layout.
             assert got.dtype == want.dtype and np.array_equal(got, want), (name, dataframe_path)
+
+
+# ---- per-model environments -------------------------------------------------------------------------
+def test_a_model_environment_is_built_once_and_serves(models, tmp_path):
+    from lakeforge.errors import FailedPrecondition
+    from lakeforge.serving.environments import ensure_environment
+
+    cache = tmp_path / "envs"
+    python = ensure_environment(Path(models["lr"]), cache)
+    env = python.parent.parent
+    assert env.parent == cache and len(env.name) == 64 and python.exists()
+    assert sorted(p.name for p in cache.iterdir()) == [env.name, f"{env.name}.lock"]  # no build left over
+    inode = env.stat().st_ino
+    assert ensure_environment(Path(models["lr"]), cache) == python and env.stat().st_ino == inode
+
+    socket = f"/tmp/lfw-env-{os.getpid()}.sock"
+    err = tmp_path / "worker.log"
+    with open(err, "wb") as out:
+        proc = subprocess.Popen([str(python), "-m", "lakeforge.serving.worker", "--model-dir", models["lr"],
+                                 "--socket", socket], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=tmp_path)
+    try:
+        rows = models["X"].iloc[:3]
+        body = orjson.dumps({"dataframe_split": {"columns": COLUMNS, "data": rows.to_numpy().tolist()}})
+
+        async def main():
+            client = ModelWorkerClient(socket)
+            pong = await client.connect(LOAD_TIMEOUT)
+            answer = await client.predict("r", JSON, body)
+            await client.close()
+            return pong, answer
+
+        pong, (status, answer) = run(main())
+        assert pong["pid"] == proc.pid, err.read_text()[-2000:]
+        assert status == 200 and orjson.loads(answer) == {"predictions": expected(models, rows)}
+    finally:
+        proc.terminate()
+        assert proc.wait(60) == 0
+
+    # A requirement nobody can satisfy: uv's own words come back, and nothing half-built stays.
+    impossible = tmp_path / "impossible"
+    impossible.mkdir()
+    (impossible / "requirements.txt").write_text("numpy==0.0.1\n")
+    with pytest.raises(FailedPrecondition) as e:
+        ensure_environment(impossible, cache)
+    assert "numpy" in e.value.message and "installing the model's requirements" in e.value.message
+    assert not [p for p in cache.iterdir() if p.name.startswith(".build-")]

@@ -31,11 +31,11 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from lakeforge.serving.protocol import (HEADER, MAX_FRAME, PING, PONG, PREDICT, RESULT, ProtocolError,
-                                        decode_header, decode_predict, encode_frame, encode_result)
-from lakeforge.serving.scoring import (CSV, ColumnSchema, Frame, ScoringError, bad_request, column_schema, encode_predictions,
-                                       error_body, frame_from_dataframe, frame_from_json, invalid_value,
-                                       merge_frames, parse_content_type, parse_csv, parse_json,
+from lakeforge.serving.protocol import (HEADER, MAX_FRAME, PING, PONG, PREDICT, RESULT, ProtocolError, decode_header,
+                                        decode_predict, encode_frame, encode_result)
+from lakeforge.serving.scoring import (CSV, ColumnSchema, Frame, ScoringError, bad_request, column_schema,
+                                       encode_predictions, error_body, frame_from_dataframe, frame_from_json,
+                                       invalid_value, merge_frames, parse_content_type, parse_csv, parse_json,
                                        split_predictions)
 
 log = logging.getLogger("lakeforge.serving.worker")
@@ -173,9 +173,9 @@ class ServedModel:
     def _score_merged(self, batch, parsed, members, results) -> bool:
         inputs = [parsed[i][0] for i in members]
         counts = [len(x) if isinstance(x, pd.DataFrame) else x.rows for x in inputs]
-        merged = merge_frames(inputs) if isinstance(inputs[0], Frame) else pd.concat(inputs)
         self.stats["predict_calls"] += 1
         try:
+            merged = merge_frames(inputs) if isinstance(inputs[0], Frame) else pd.concat(inputs)
             predictions = self.predict(merged, parsed[members[0]][1])
         except Exception as e:  # one bad request must not fail the others: each alone, below
             log.debug("a merged batch of %d requests failed (%s); predicting them one by one", len(members), e)
@@ -209,7 +209,7 @@ class ServedModel:
         now = time.monotonic()
         if now - self._last_error_log > 10.0:  # a model failing on every request must not flood the log
             self._last_error_log = now
-            log.warning("the model raised on request %s", request_id, exc_info=True)
+            log.warning("the model raised on request %s", request_id, exc_info=e)
         message = str(e)[:4000]
         return 400, error_body("MODEL_ERROR", f"Model raised {type(e).__name__}: {message} (request {request_id})")
 
@@ -246,7 +246,10 @@ def _sklearn_array_fn(pyfunc_model, predict_fn, columns: ColumnSchema | None):
     names = getattr(raw, "feature_names_in_", None)
     if names is None or tuple(map(str, names)) != columns.names:
         return None
-    estimators = [raw] + [v for v in raw.get_params(deep=True).values() if hasattr(v, "fit")]
+    try:
+        estimators = [raw] + [v for v in raw.get_params(deep=True).values() if hasattr(v, "fit")]
+    except Exception:  # a custom estimator with its own idea of get_params
+        return None
     for est in estimators:
         if (not type(est).__module__.startswith(_ARRAY_ESTIMATOR_MODULES)
                 or getattr(est, "_sklearn_output_config", None)):
@@ -285,6 +288,7 @@ class WorkerServer:
         self._batch_s = 0.0  # moving average of a batch's scoring time
         self._writers: set[asyncio.StreamWriter] = set()
         self._inflight = 0
+        self._stopping = False
         self._idle = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -305,6 +309,7 @@ class WorkerServer:
         log.info("lakeforge-worker ready pid=%d", os.getpid())
         await stop.wait()
 
+        self._stopping = True
         server.close()  # stop accepting; requests already read are answered before exiting
         watch.cancel()
         if self._inflight:
@@ -334,7 +339,10 @@ class WorkerServer:
             while True:
                 length, seq, kind = decode_header(await reader.readexactly(HEADER.size))
                 payload = await reader.readexactly(length) if length else b""
-                if kind == PREDICT:
+                if kind == PREDICT and self._stopping:
+                    writer.write(encode_frame(seq, RESULT, encode_result(503, error_body(
+                        "TEMPORARILY_UNAVAILABLE", "The model worker is shutting down; retry"))))
+                elif kind == PREDICT:
                     self._inflight += 1
                     self._submit(Request(writer, seq, *decode_predict(payload)))
                 elif kind == PING:
@@ -468,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = ServedModel.load(model_dir)
     except Exception as e:
-        log.error("loading the model from %s failed", model_dir, exc_info=True)
+        log.exception("loading the model from %s failed", model_dir)
         # The server reports this last line as the reason; keep it on one line.
         message = " ".join(str(e).split())[:2000]
         log.error("lakeforge-worker: failed to load model: %s: %s", type(e).__name__, message)

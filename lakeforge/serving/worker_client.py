@@ -14,8 +14,8 @@ import logging
 
 import orjson
 
-from lakeforge.serving.protocol import (HEADER, MAX_FRAME, PING, PONG, PREDICT, RESULT, ProtocolError,
-                                        decode_header, decode_result, encode_frame, encode_predict)
+from lakeforge.serving.protocol import (HEADER, MAX_FRAME, PING, PONG, PREDICT, RESULT, ProtocolError, decode_header,
+                                        decode_result, encode_frame, encode_predict)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ModelWorkerClient:
                 raise WorkerUnavailable(f"model worker at {self.socket_path} not ready after {timeout:g} s: {last}")
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), remaining)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
                 await asyncio.sleep(min(0.05, max(remaining, 0)))  # the worker is still loading its model
                 continue
@@ -74,7 +74,7 @@ class ModelWorkerClient:
     async def ping(self, timeout: float = 2.0) -> dict:
         try:
             return await asyncio.wait_for(self._call(PING, b""), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise WorkerUnavailable(f"model worker at {self.socket_path} did not answer a ping within "
                                     f"{timeout:g} s") from None
 
