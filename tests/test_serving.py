@@ -426,3 +426,65 @@ def test_failed_update_keeps_the_old_config_serving(server: Server, models):
     finally:
         victim.write_bytes(original)
     w.serving_endpoints.delete(name)
+
+
+def test_observed_split_over_10000_requests_is_within_2_points(server: Server, models):
+    w = server.workspace()
+    name = _name()
+    _create(w, name, [_entity(models.model, 1, "champion"), _entity(models.model, 2, "challenger")],
+            routes=[("champion", 80), ("challenger", 20)])
+    body = json.dumps(split_body(models.x.head(1))).encode()
+    headers = {"Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/json"}
+
+    def burst(n):
+        seen = Counter()
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as c:
+            for _ in range(n):
+                r = c.post(f"/serving-endpoints/{name}/invocations", content=body)
+                assert r.status_code == 200, r.text
+                seen[r.headers["served-model-name"]] += 1
+        return seen
+
+    with ThreadPoolExecutor(8) as pool:
+        total = sum(pool.map(burst, [1250] * 8), Counter())
+    assert sum(total.values()) == 10_000
+    assert abs(total["champion"] / 10_000 - 0.80) <= 0.02, total
+    assert abs(total["challenger"] / 10_000 - 0.20) <= 0.02, total
+    w.serving_endpoints.delete(name)
+
+
+def test_config_update_drops_no_request(server: Server, models):
+    """Requests keep flowing while a new config deploys; every one is answered 200."""
+    import threading
+
+    w = server.workspace()
+    name = _name()
+    _create(w, name, [_entity(models.model, 1, "v1")])
+    body = json.dumps(split_body(models.x.head(1))).encode()
+    headers = {"Authorization": f"Bearer {server.admin_token}", "Content-Type": "application/json"}
+    statuses: Counter = Counter()
+    served: Counter = Counter()
+    stop = threading.Event()
+
+    def hammer():
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(f"/serving-endpoints/{name}/invocations", content=body)
+                statuses[r.status_code] += 1
+                served[r.headers.get("served-model-name")] += 1
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        w.serving_endpoints.update_config_and_wait(name, served_entities=[_entity(models.model, 2, "v2")],
+                                                   timeout=timedelta(minutes=3))
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert set(statuses) == {200}, statuses
+    assert served["v1"] > 0 and served["v2"] > 0, served
+    assert _wait(lambda: len(_worker_pids()) >= 1)
+    w.serving_endpoints.delete(name)

@@ -100,7 +100,9 @@ def served_entity(raw: Any, i: int) -> dict:
 
 def traffic(raw: Any, entities: list[dict]) -> dict:
     names_ = [e["name"] for e in entities]
-    if raw is None or not (raw.get("routes") if isinstance(raw, dict) else None):
+    if raw is not None and not isinstance(raw, dict):
+        raise InvalidParameter("traffic_config must be an object with routes")
+    if raw is None or not raw.get("routes"):
         share, extra = divmod(100, len(entities))
         return {"routes": [{"served_model_name": n, "served_entity_name": n,
                             "traffic_percentage": share + (1 if i < extra else 0)} for i, n in enumerate(names_)]}

@@ -69,17 +69,22 @@ class Invocations:
         body = await self._body(receive)
         content_type = _header(scope, b"content-type") or "application/json"
         started = time.perf_counter()
-        if served is not None:
-            pool = d.pools.get(served)
-            if pool is None:
-                raise ResourceDoesNotExist(f"Served model '{served}' does not exist in endpoint '{name}'")
+        while True:
             try:
-                status, answer = await pool.predict(entry.request_id, content_type, body)
-            except EntityUnavailable as e:
-                raise TemporarilyUnavailable(f"Served model '{served}' of endpoint '{name}' is not ready: {e}") \
-                    from None
-        else:
-            served, status, answer = await self._routed(d, entry.request_id, content_type, body)
+                if served is not None:
+                    status, answer = await self._direct(d, served, entry.request_id, content_type, body)
+                    chosen = served
+                else:
+                    chosen, status, answer = await self._routed(d, entry.request_id, content_type, body)
+                break
+            except TemporarilyUnavailable:
+                # A config update swapped the deployment while this request was on its way to the
+                # old one: the new deployment answers instead.
+                current = self.runtime.deployments.get(name)
+                if current is None or current is d:
+                    raise
+                d = current
+        served = chosen
         elapsed_ms = (time.perf_counter() - started) * 1000
         now_ms = time.time_ns() // 1_000_000
         if d.inference is not None:
@@ -101,6 +106,16 @@ class Invocations:
                     "headers": [_JSON, (b"content-length", str(len(answer)).encode()),
                                 (b"served-model-name", served.encode())]})
         await send({"type": "http.response.body", "body": answer})
+
+    async def _direct(self, d, served: str, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
+        pool = d.pools.get(served)
+        if pool is None:
+            raise ResourceDoesNotExist(f"Served model '{served}' does not exist in endpoint '{d.name}'")
+        try:
+            return await pool.predict(request_id, content_type, body)
+        except EntityUnavailable as e:
+            raise TemporarilyUnavailable(f"Served model '{served}' of endpoint '{d.name}' is not ready: {e}") \
+                from None
 
     async def _routed(self, d, request_id: str, content_type: str, body: bytes) -> tuple[str, int, bytes]:
         """Traffic split; a served entity whose worker just died is skipped and the request goes to

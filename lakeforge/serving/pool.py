@@ -145,6 +145,7 @@ class ServedEntityPool:
                 self.state, self.message = READY, None
 
     async def stop(self, grace: float = 10.0) -> None:
+        """No new requests; workers get SIGTERM, finish what they hold and answer it, then exit."""
         self._stopping = True
         for t in self._tasks:
             t.cancel()
@@ -152,17 +153,17 @@ class ServedEntityPool:
         for p in procs:
             with contextlib.suppress(OSError):
                 p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), grace)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(OSError):
+                    p.kill()
+                await p.wait()
         for w in self._workers:
             if w.client:
                 await w.client.close()
                 w.client = None
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(OSError):
-                    p.kill()
-                await p.wait()
         for w in self._workers:
             with contextlib.suppress(OSError):
                 os.unlink(w.socket_path)
@@ -170,11 +171,11 @@ class ServedEntityPool:
     # ---- requests ------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return any(w.client is not None and w.client.connected for w in self._workers)
+        return not self._stopping and any(w.client is not None and w.client.connected for w in self._workers)
 
     async def predict(self, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
         live = [w for w in self._workers if w.client is not None and w.client.connected]
-        if not live:
+        if not live or self._stopping:
             raise EntityUnavailable(self.message or "no model worker is ready")
         start = next(self._rr)
         for attempt in range(len(live)):

@@ -157,11 +157,19 @@ class ServingRuntime:
                     await asyncio.to_thread(self._finish, endpoint_id, pending["config_version"],
                                             f"internal error while deploying: {type(e).__name__}")
                     return
+                if await asyncio.to_thread(self._row, endpoint_id) is None:  # deleted while it deployed
+                    await asyncio.gather(*(p.stop() for p in deployment.pools.values()
+                                           if p not in self._live_pools(row.name)), return_exceptions=True)
+                    return
                 await self._swap(deployment)
                 await asyncio.to_thread(self._finish, endpoint_id, pending["config_version"], None)
                 await asyncio.to_thread(self._record_lineage, deployment)
             finally:
                 self._busy.discard(endpoint_id)
+
+    def _live_pools(self, name: str) -> list[ServedEntityPool]:
+        d = self.deployments.get(name)
+        return list(d.pools.values()) if d else []
 
     async def _refresh(self, endpoint_id: str) -> None:
         async with self._lock(endpoint_id):
@@ -290,7 +298,7 @@ class ServingRuntime:
         suffix = hashlib.sha1(full_name.encode()).hexdigest()[:8]
         name = f"inference-{row.id}-{suffix}"
         inference = InferenceLog(self.settings.log_dir(name), path, app_id=self.settings.log_app_id(name),
-                                 fsync=self.settings.audit_fsync)
+                                 fsync=self.settings.inference_log_fsync)
         inference.flush()  # what a crash left in the log reaches the table before anything new
         return inference
 
