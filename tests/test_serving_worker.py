@@ -210,10 +210,12 @@ def test_bad_requests_say_what_is_wrong(models, workers):
     assert s7 == 400 and b7["error_code"] == "BAD_REQUEST" and "20 values" in b7["message"]
 
 
-def test_a_model_that_raises_answers_400_and_the_worker_stays_up(workers):
-    def body(x):
-        return JSON, orjson.dumps({"dataframe_split": {"columns": ["x"], "data": [[x]]}})
+def x_body(x: float) -> tuple[str, bytes]:
+    return JSON, orjson.dumps({"dataframe_split": {"columns": ["x"], "data": [[x]]}})
 
+
+def test_a_model_that_raises_answers_400_and_the_worker_stays_up(workers):
+    body = x_body
     (status, err), = run(score(workers["misbehaving"], body(13.0)))
     assert status == 400 and err["error_code"] == "MODEL_ERROR"
     assert err["message"] == "Model raised ValueError: unlucky number 13 (request req-0)"
@@ -221,6 +223,24 @@ def test_a_model_that_raises_answers_400_and_the_worker_stays_up(workers):
     answers = run(score(workers["misbehaving"], *[body(x) for x in (1.0, 13.0, 3.0, 4.0)]))
     assert [s for s, _ in answers] == [200, 400, 200, 200]
     assert [b.get("predictions") for _, b in answers] == [[2.0], None, [6.0], [8.0]]
+
+
+def test_a_slow_model_predicts_in_a_thread_and_still_answers_pings(workers):
+    async def main():
+        client = await connected(workers["misbehaving"])
+        first = await client.predict("s1", *x_body(99.0))  # 2 s: scoring moves to the predictor thread
+        slow = asyncio.create_task(client.predict("s2", *x_body(99.0)))
+        await asyncio.sleep(0.2)
+        pong = await client.ping(timeout=1.5)  # answered while the model is busy
+        fast = await asyncio.gather(*(client.predict(f"f{i}", *x_body(float(i))) for i in range(5)))
+        second = await slow
+        await client.close()
+        return first, second, pong, fast
+
+    first, second, pong, fast = run(main())
+    assert first == second == (200, b'{"predictions":[198.0]}')
+    assert pong["pid"] == workers["misbehaving"].proc.pid
+    assert [orjson.loads(b)["predictions"] for _, b in fast] == [[2.0 * i] for i in range(5)]
 
 
 # ---- batching ---------------------------------------------------------------------------------------

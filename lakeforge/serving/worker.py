@@ -343,8 +343,9 @@ class WorkerServer:
                     writer.write(encode_frame(seq, RESULT, encode_result(503, error_body(
                         "TEMPORARILY_UNAVAILABLE", "The model worker is shutting down; retry"))))
                 elif kind == PREDICT:
+                    request = Request(writer, seq, *decode_predict(payload))
                     self._inflight += 1
-                    self._submit(Request(writer, seq, *decode_predict(payload)))
+                    self._submit(request)
                 elif kind == PING:
                     writer.write(encode_frame(seq, PONG, orjson.dumps(self.pong())))
                 else:
