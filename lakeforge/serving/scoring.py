@@ -121,16 +121,17 @@ def merge_frames(frames: list[Frame]) -> Frame:
 
 # ---- requests --------------------------------------------------------------------------------------
 def parse_content_type(content_type: str) -> str:
-    """The media type, lower-cased; 415 for anything but JSON or CSV in UTF-8."""
+    """The media type, lower-cased; 400 naming the problem for anything but JSON or CSV in UTF-8
+    (MLflow's scoring server answers 415; Lakeforge keeps one status for every malformed request)."""
     mime, *parameters = (part.strip() for part in (content_type or "").split(";"))
     mime = mime.lower()
     if mime not in (JSON, CSV):
-        raise ScoringError(415, "BAD_REQUEST", f"Content type '{content_type}' is not supported; "
+        raise ScoringError(400, "BAD_REQUEST", f"Content type '{content_type}' is not supported; "
                                                f"send '{JSON}' or '{CSV}'")
     for parameter in parameters:
         key, _, value = parameter.partition("=")
         if key.strip().lower() != "charset" or value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise ScoringError(415, "BAD_REQUEST", f"Content type '{content_type}' is not supported; "
+            raise ScoringError(400, "BAD_REQUEST", f"Content type '{content_type}' is not supported; "
                                                    "the only parameter accepted is charset=utf-8")
     return mime
 
