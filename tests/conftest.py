@@ -42,3 +42,11 @@ def unique():
     import uuid
 
     return lambda prefix="t": f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def serving_models(server):
+    """Registered models for the serving tests (logging them with MLflow takes a while): once per session."""
+    from tests.serving_models import register_models
+
+    return register_models(server)

@@ -20,15 +20,15 @@ from deltalake import DeltaTable
 
 from lakeforge.catalog.storage import to_path
 from tests.harness import Server
-from tests.serving_models import FEATURES, register_models, split_body
+from tests.serving_models import FEATURES, split_body
 
 UC = "/api/2.1/unity-catalog"
 EP = "/api/2.0/serving-endpoints"
 
 
 @pytest.fixture(scope="module")
-def models(server):
-    return register_models(server)
+def models(serving_models):
+    return serving_models
 
 
 def _name(prefix="ep") -> str:

@@ -17,12 +17,12 @@ import pytest
 from lakeforge import ApiError, Client
 from lakeforge.catalog.storage import to_path
 from lakeforge.client.serving import UpdateFailed, entity
-from tests.serving_models import register_models, split_body
+from tests.serving_models import split_body
 
 
 @pytest.fixture(scope="module")
-def models(server):
-    return register_models(server)
+def models(serving_models):
+    return serving_models
 
 
 @pytest.fixture
