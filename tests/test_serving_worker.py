@@ -386,3 +386,29 @@ def test_a_model_environment_is_built_once_and_serves(models, tmp_path):
         ensure_environment(impossible, cache)
     assert "numpy" in e.value.message and "installing the model's requirements" in e.value.message
     assert not [p for p in cache.iterdir() if p.name.startswith(".build-")]
+
+
+def test_fast_path_takes_numpy_only_for_estimators_that_ignore_column_names(models, tmp_path):
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from lakeforge.serving.worker import Request, ServedModel
+
+    X, y = models["X"], models["estimator"].predict(models["X"])
+    scaled = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    by_name = make_pipeline(ColumnTransformer([("s", StandardScaler(), COLUMNS[::-1])]), LogisticRegression()).fit(X, y)
+    rows = X.iloc[20:31]
+    body = orjson.dumps({"dataframe_records": rows.to_dict(orient="records")})
+    for name, estimator, shortcut in (("scaled", scaled, True), ("by_name", by_name, False)):
+        mlflow.sklearn.save_model(estimator, tmp_path / name, signature=infer_signature(X, y),
+                                  pyfunc_predict_fn="predict_proba")
+        pyfunc_model = mlflow.pyfunc.load_model(str(tmp_path / name))
+        served = ServedModel(pyfunc_model)
+        assert (served._array_fn is not None) == shortcut, name
+        (status, answer), = served.score_batch([Request(None, 1, "r", JSON, body)])
+        assert status == 200 and np.array_equal(orjson.loads(answer)["predictions"], pyfunc_model.predict(rows)), name
