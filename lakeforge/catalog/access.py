@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from lakeforge.audit.context import note_securable
 from lakeforge.catalog.privileges import ACL_LADDERS, CATALOG_TREE, REVEALS, USE_OF, Kind, P, implied_by_acl
@@ -54,6 +54,15 @@ class Securable:
 
 
 METASTORE = Securable(Kind.METASTORE, METASTORE_ID, "metastore")
+
+
+@dataclass(frozen=True)
+class SecurableColumns:
+    """One level of a securable's chain in a SQL query: its kind and the columns of its id and owner."""
+
+    kind: Kind
+    id: ColumnElement
+    owner_id: ColumnElement
 
 
 class AccessControl:
@@ -107,6 +116,51 @@ class AccessControl:
         else:
             ok = any(self._grants_privilege(held.get((n.kind, n.id), ()), privilege) for n in chain)
         return None if ok else (privilege, securable)
+
+    # ---- the same decision for many rows at once, as a SQL condition ---------------------------
+    def allowed_where(self, principal: Principal, privilege: P, chain: list[SecurableColumns]) -> ColumnElement:
+        """A SQL condition that holds for exactly the rows whose securable `allowed(principal, privilege,
+        ...)` would pass, so that lists and searches filter, order and page in the database. `chain`
+        names the columns of each level of the securable's chain, outermost container first, the
+        securable last (as `Securable.chain()`). The rules are `_missing`'s, step by step, over the same
+        cached grants: each grant test below is the one `_missing` applies, run once per securable the
+        principal holds grants on, instead of once per row."""
+        if principal.is_admin:
+            return true()
+        held = self._held(principal)
+        ids = principal.identity_ids
+        leaf = chain[-1]
+
+        def granted(level: SecurableColumns, passes) -> ColumnElement:
+            """The principal's grants on this level's securable pass `passes`."""
+            sids = sorted(sid for (kind, sid), privileges in held.items() if kind == level.kind and passes(privileges))
+            return level.id.in_(sids) if sids else false()
+
+        def owned(levels: list[SecurableColumns]) -> ColumnElement:
+            return or_(*(level.owner_id.in_(ids) for level in levels))
+
+        if leaf.kind not in CATALOG_TREE:
+            def acl(privileges) -> bool:  # _acl_allowed on a securable the principal does not own
+                return self._acl_allowed(privilege, Securable(leaf.kind, "", ""), {(leaf.kind, ""): privileges}, ())
+            return or_(owned([leaf]), granted(leaf, acl))
+
+        def has(levels: list[SecurableColumns], wanted: P) -> ColumnElement:  # _has
+            return or_(owned(levels), *(granted(n, lambda g: self._grants_privilege(g, wanted)) for n in levels))
+
+        conditions = []
+        acts_inside = privilege not in (P.USE_CATALOG, P.USE_SCHEMA, P.BROWSE, P.MANAGE)
+        containers = chain if acts_inside else chain[:-1]
+        for depth, level in enumerate(containers):
+            use = USE_OF.get(level.kind)
+            if use is not None:
+                conditions.append(has(chain[: depth + 1], use))
+        if privilege == P.BROWSE:
+            reveals = REVEALS.get(leaf.kind, set())
+            ok = or_(granted(leaf, bool), *(granted(n, lambda g: self._grants_any(g, reveals)) for n in chain[:-1]))
+        else:
+            ok = or_(*(granted(n, lambda g: self._grants_privilege(g, privilege)) for n in chain))
+        conditions.append(or_(owned(chain), ok))
+        return and_(*conditions)
 
     def _has(self, chain: list[Securable], privilege: P, held, ids) -> bool:
         if any(n.owner_id in ids for n in chain):

@@ -96,8 +96,12 @@ class RegistryService:
         self.sources = TrackingSources(settings, self.db, self.access, tracking)
 
     # ---- wire shapes ---------------------------------------------------------------------------
-    def version_out(self, s: Session, model: SecurableRow, row: ModelVersionRow) -> dict:
-        info = self.versions.info(s, model, row, include_aliases=True)
+    def version_out(self, s: Session, model: SecurableRow, row: ModelVersionRow,
+                    aliases: list[dict] | None = None) -> dict:
+        """`aliases`: the model's aliases when already read (searches), else they are read here."""
+        info = self.versions.info(s, model, row, include_aliases=aliases is None)
+        if aliases is not None:
+            info["aliases"] = [a for a in aliases if a["version_num"] == row.version]
         spec = sec.load_json(row.spec)
         return schema.model_version(model.full_name, info, spec.get("tags") or {},
                                     [a["alias_name"] for a in info["aliases"]], spec.get("model_id"))
@@ -107,9 +111,7 @@ class RegistryService:
         in one query each instead of several per model."""
         ids = [r.id for r in rows]
         owners = self.catalog.owner_names(s, rows)
-        aliases: dict[str, list[dict]] = {}
-        for a in s.scalars(select(ModelAliasRow).where(ModelAliasRow.model_id.in_(ids)).order_by(ModelAliasRow.alias)):
-            aliases.setdefault(a.model_id, []).append({"alias_name": a.alias, "version_num": a.version})
+        aliases = self._aliases(s, ids)
         newest = select(ModelVersionRow.model_id, func.max(ModelVersionRow.version).label("v")) \
             .where(ModelVersionRow.model_id.in_(ids)).group_by(ModelVersionRow.model_id).subquery()
         latest = {v.model_id: v for v in s.scalars(select(ModelVersionRow).join(
@@ -119,7 +121,24 @@ class RegistryService:
             info = self.models.info(s, row, owners)
             version = latest.get(row.id)
             out.append(schema.registered_model(info, model_spec(row).get("tags") or {}, aliases.get(row.id, []),
-                                               self.version_out(s, row, version) if version else None))
+                                               self.version_out(s, row, version, aliases.get(row.id, []))
+                                               if version else None))
+        return out
+
+    def versions_out(self, s: Session, pairs: list[tuple[SecurableRow, ModelVersionRow]]) -> list[dict]:
+        """Many ModelVersions at once (searches): the aliases of their models in one query."""
+        aliases = self._aliases(s, list({model.id for model, _ in pairs}))
+        return [self.version_out(s, model, row, aliases.get(model.id, [])) for model, row in pairs]
+
+    @staticmethod
+    def _aliases(s: Session, model_ids: list[str]) -> dict[str, list[dict]]:
+        """Aliases of many models, by model id, in alias order (as `aliases_of`)."""
+        out: dict[str, list[dict]] = {}
+        for start in range(0, len(model_ids), 1000):
+            chunk = model_ids[start:start + 1000]
+            for a in s.scalars(select(ModelAliasRow).where(ModelAliasRow.model_id.in_(chunk))
+                               .order_by(ModelAliasRow.alias)):
+                out.setdefault(a.model_id, []).append({"alias_name": a.alias, "version_num": a.version})
         return out
 
     def model_out(self, s: Session, row: SecurableRow) -> dict:
