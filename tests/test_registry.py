@@ -463,3 +463,98 @@ def test_lineage_from_a_runs_delta_input(any_server, mlf, tmp_path):
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert {e["source"]["name"] for e in json.loads(out.stdout)["edges"]} == {table, f"{schema}.events"}
+
+
+def _revoke(server: Server, kind: str, name: str, principal: str, *privileges: str) -> None:
+    with server.client() as c:
+        c.patch(f"{UC}/permissions/{kind}/{name}",
+                json={"changes": [{"principal": principal, "remove": list(privileges)}]}).raise_for_status()
+
+
+def _search_all(client, filter_string: str, max_results: int | None = None, order_by=None,
+                versions: bool = False) -> tuple[list, int]:
+    """Every result of a search, page after page; returns (names or (name, version), pages)."""
+    found, token, pages = [], None, 0
+    while True:
+        if versions:
+            page = client.search_model_versions(filter_string, max_results=max_results or 10_000,
+                                                order_by=order_by, page_token=token)
+            found += [(v.name, int(v.version)) for v in page]
+        else:
+            page = client.search_registered_models(filter_string, max_results=max_results or 100,
+                                                   order_by=order_by, page_token=token)
+            found += [m.name for m in page]
+        pages += 1
+        token = page.token
+        if not token:
+            return found, pages
+        assert pages < 100
+
+
+def test_search_shows_exactly_the_models_the_caller_may_see(any_server, mlf):
+    """Searches filter by the caller's privileges in the database: the same rules as reading one
+    model (EXECUTE on it, its schema or catalog, or owning one of them; USE_CATALOG and USE_SCHEMA
+    too), and paging returns each visible model once."""
+    admin = mlf(any_server)
+    catalog = f"vis_{uuid.uuid4().hex[:8]}"
+    with any_server.client() as c:
+        c.post(f"{UC}/catalogs", json={"name": catalog}).raise_for_status()
+        for schema in ("a", "b"):
+            c.post(f"{UC}/schemas", json={"name": schema, "catalog_name": catalog}).raise_for_status()
+    in_a = [f"{catalog}.a.m{i}" for i in range(5)]
+    in_b = [f"{catalog}.b.m{i}" for i in range(3)]
+    for name in in_a + in_b:
+        admin.create_registered_model(name, tags={"schema": name.split(".")[1]})
+    source, _ = _saved_model(any_server)
+    for name in (in_a[0], in_b[0], in_b[1]):
+        admin.create_model_version(name, source)
+    mine = f"name LIKE '{catalog}.%'"
+    assert _search_all(admin, mine)[0] == sorted(in_a + in_b)
+
+    user, token = any_server.new_user()
+    as_user = mlf(any_server, token)
+    assert _search_all(as_user, mine)[0] == []
+    assert _search_all(as_user, mine, versions=True)[0] == []
+    # USE_CATALOG and USE_SCHEMA reveal no model.
+    _grant(any_server, "catalog", catalog, user, "USE_CATALOG")
+    for schema in ("a", "b"):
+        _grant(any_server, "schema", f"{catalog}.{schema}", user, "USE_SCHEMA")
+    assert _search_all(as_user, mine)[0] == []
+
+    # EXECUTE on one model: exactly that one, and its versions only.
+    _grant(any_server, "registered_model", in_b[1], user, "EXECUTE")
+    assert _search_all(as_user, mine)[0] == [in_b[1]]
+    assert [n for n in _search_all(as_user, "")[0] if n.startswith(f"{catalog}.")] == [in_b[1]]
+    assert _search_all(as_user, mine, versions=True)[0] == [(in_b[1], 1)]
+    assert [m.name for m in as_user.search_registered_models(f"name = '{in_b[0]}'")] == []
+
+    # EXECUTE on a schema: every model in it.
+    _grant(any_server, "schema", f"{catalog}.a", user, "EXECUTE")
+    visible = sorted([*in_a, in_b[1]])
+    assert _search_all(as_user, mine)[0] == visible
+    assert _search_all(as_user, mine, versions=True)[0] == [(in_a[0], 1), (in_b[1], 1)]
+    assert _search_all(as_user, f"{mine} AND tags.schema = 'a'")[0] == in_a
+
+    # Paging: each visible model exactly once, in every order.
+    found, pages = _search_all(as_user, mine, max_results=2)
+    assert found == visible and pages == 3
+    found, _ = _search_all(as_user, mine, max_results=2, order_by=["name DESC"])
+    assert found == visible[::-1]
+    found, _ = _search_all(as_user, mine, max_results=2, order_by=["creation_timestamp DESC"])
+    assert sorted(found) == visible and len(found) == len(set(found))
+    found, pages = _search_all(as_user, f"{mine} AND tags.schema ILIKE 'A'", max_results=2)
+    assert found == in_a and pages == 3
+
+    # Without USE_SCHEMA on b, EXECUTE on its model no longer reveals it.
+    _revoke(any_server, "schema", f"{catalog}.b", user, "USE_SCHEMA")
+    assert _search_all(as_user, mine)[0] == in_a
+    # Owning a model reveals it (given USE_SCHEMA), without any grant on it.
+    _grant(any_server, "schema", f"{catalog}.b", user, "USE_SCHEMA", "CREATE_MODEL")
+    as_user.create_registered_model(f"{catalog}.b.own")
+    assert _search_all(as_user, f"name LIKE '{catalog}.b.%'")[0] == [f"{catalog}.b.m1", f"{catalog}.b.own"]
+    # Without USE_CATALOG nothing in the catalog shows, not even what the user owns.
+    _revoke(any_server, "catalog", catalog, user, "USE_CATALOG")
+    assert _search_all(as_user, mine)[0] == []
+    # A grant on the catalog to a group the user is in reveals every model in it.
+    _grant(any_server, "catalog", catalog, "users", "USE_CATALOG", "EXECUTE")
+    assert _search_all(as_user, mine)[0] == sorted([*in_a, *in_b, f"{catalog}.b.own"])
