@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = 16 * 1024 * 1024
     serving_load_timeout_seconds: float = 300.0
     serving_log_flush_seconds: float = 2.0
+    # Served entities with scale_to_zero_enabled stop their workers after this long without a request.
+    serving_scale_to_zero_seconds: float = 1800.0
     # Inference-table records reach the write-ahead log file before each response (surviving a
     # crash of the server); with fsync they also survive a crash of the machine (see audit_fsync).
     inference_log_fsync: bool = False

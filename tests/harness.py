@@ -80,7 +80,9 @@ def start_server(home: Path, *, database_url: str | None = None, env: dict | Non
     full_env.update({"LAKEFORGE_HOME": str(home), "LAKEFORGE_ADMIN_TOKEN": token,
                      "LAKEFORGE_AUDIT_FLUSH_SECONDS": "0.5", "LAKEFORGE_LOG_LEVEL": "warning",
                      # Most test servers never see an MLflow call; the ones that do load it then.
-                     "LAKEFORGE_TRACKING_PRELOAD": "false"})
+                     "LAKEFORGE_TRACKING_PRELOAD": "false",
+                     # Endpoints that ask for scale-to-zero reach it within a test's patience.
+                     "LAKEFORGE_SERVING_SCALE_TO_ZERO_SECONDS": "4"})
     if database_url:
         full_env["LAKEFORGE_DATABASE_URL"] = database_url
     full_env.update(env or {})

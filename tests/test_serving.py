@@ -488,3 +488,30 @@ def test_config_update_drops_no_request(server: Server, models):
     assert served["v1"] > 0 and served["v2"] > 0, served
     assert _wait(lambda: len(_worker_pids()) >= 1)
     w.serving_endpoints.delete(name)
+
+
+def test_scale_to_zero_stops_idle_workers_and_wakes_on_a_request(server: Server, models):
+    """The test servers scale idle entities to zero after 4 s (LAKEFORGE_SERVING_SCALE_TO_ZERO_SECONDS)."""
+    w = server.workspace()
+    name = _name()
+    from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+    w.serving_endpoints.create_and_wait(name, config=EndpointCoreConfigInput(name=name, served_entities=[
+        ServedEntityInput(entity_name=models.flaky, entity_version="1", name="lazy", scale_to_zero_enabled=True)]),
+        timeout=timedelta(minutes=3))
+    with server.client() as c:
+        logs = c.get(f"{EP}/{name}/served-models/lazy/logs").json()["logs"]
+        pids = [p for p in _worker_pids() if f"pid={p}" in logs]
+        assert pids
+
+        def scaled():
+            e = c.get(f"{EP}/{name}").json()["config"]["served_entities"][0]
+            return "scaled to zero" in e["state"].get("deployment_state_message", "")
+        _wait(scaled, 30)
+        assert not set(pids) & set(_worker_pids())
+        assert c.get(f"{EP}/{name}").json()["state"]["ready"] == "READY"  # still routable
+        r = c.post(f"/serving-endpoints/{name}/invocations", json=split_body(models.x.head(2)))
+        assert r.status_code == 200 and r.json()["predictions"] == (models.x.head(2)["f1"] * 2).tolist()
+        e = c.get(f"{EP}/{name}").json()["config"]["served_entities"][0]
+        assert e["state"]["deployment"] == "DEPLOYMENT_READY" and "deployment_state_message" not in e["state"]
+    w.serving_endpoints.delete(name)

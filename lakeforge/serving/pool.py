@@ -70,6 +70,10 @@ class ServedEntityPool:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self.started_at = time.time()
+        # scale to zero: workers stop after a quiet spell; the next request starts them again
+        self.scaled_down = False
+        self.last_used = time.monotonic()
+        self._wake = asyncio.Lock()
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,8 +151,36 @@ class ServedEntityPool:
     async def stop(self, grace: float = 10.0) -> None:
         """No new requests; workers get SIGTERM, finish what they hold and answer it, then exit."""
         self._stopping = True
+        await self._terminate(grace)
+
+    async def scale_down(self, idle_s: float) -> None:
+        """Stop the workers of an idle entity; it stays routable and the next request wakes it."""
+        async with self._wake:
+            if self.scaled_down or self._stopping:
+                return
+            self.scaled_down = True
+            await self._terminate(10.0)
+            self.state, self.message = READY, (f"scaled to zero after {idle_s:.0f} s without requests; the next "
+                                               "request starts a model worker")
+            log.info("served entity %s scaled to zero", self.spec.key)
+
+    async def _wake_up(self) -> None:
+        async with self._wake:
+            if not self.scaled_down:
+                return
+            try:
+                await asyncio.gather(*(self._launch(w) for w in self._workers))
+            except DeploymentFailed as e:
+                await self._terminate(5.0)
+                self.message = f"scaled to zero; starting it again failed: {e}"
+                raise EntityUnavailable(str(e)) from None
+            self.scaled_down, self.state, self.message = False, READY, None
+            self._tasks = [asyncio.create_task(self._supervise(w)) for w in self._workers]
+
+    async def _terminate(self, grace: float) -> None:
         for t in self._tasks:
             t.cancel()
+        self._tasks = []
         procs = [w.proc for w in self._workers if w.proc and w.proc.returncode is None]
         for p in procs:
             with contextlib.suppress(OSError):
@@ -171,9 +203,18 @@ class ServedEntityPool:
     # ---- requests ------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return not self._stopping and any(w.client is not None and w.client.connected for w in self._workers)
+        """Routable: a worker is connected, or the entity is scaled to zero and wakes on demand."""
+        return not self._stopping and (self.scaled_down or
+                                       any(w.client is not None and w.client.connected for w in self._workers))
+
+    @property
+    def idle_seconds(self) -> float:
+        return time.monotonic() - self.last_used
 
     async def predict(self, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
+        self.last_used = time.monotonic()
+        if self.scaled_down and not self._stopping:
+            await self._wake_up()  # a cold start: this request waits for the model to load
         live = [w for w in self._workers if w.client is not None and w.client.connected]
         if not live or self._stopping:
             raise EntityUnavailable(self.message or "no model worker is ready")

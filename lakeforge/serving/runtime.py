@@ -357,8 +357,17 @@ class ServingRuntime:
             await asyncio.sleep(RECONCILE_SECONDS)
             try:
                 await self.reconcile()
+                await self._scale_idle_to_zero()
             except Exception:
                 log.exception("serving reconcile failed")
+
+    async def _scale_idle_to_zero(self) -> None:
+        idle_limit = self.settings.serving_scale_to_zero_seconds
+        for d in list(self.deployments.values()):
+            for name, pool in d.pools.items():
+                entity = d.entity(name) or {}
+                if entity.get("scale_to_zero_enabled") and not pool.scaled_down and pool.idle_seconds > idle_limit:
+                    await pool.scale_down(idle_limit)
 
     async def reconcile(self) -> None:
         rows = {r.name: r for r in await asyncio.to_thread(self._rows)}
