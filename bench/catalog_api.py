@@ -2,6 +2,7 @@
 get-table, list-tables and create/delete-schema, on SQLite and PostgreSQL.
 
     ./dev bench bench/catalog_api.py [--seconds 10] [--backend sqlite|postgresql|both] [--workers 1,2]
+                                     [--ops get-table,list-tables,create-delete]
 
 get-table and list-tables are driven by wrk; create/delete-schema pairs by a Python asyncio client
 (each worker creates a schema and deletes it, so the timing is for the pair of requests).
@@ -67,7 +68,10 @@ async def create_delete(server, workers: int, seconds: float) -> dict:
             "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000, "pairs": len(latencies)}
 
 
-def bench_backend(backend: str, seconds: int, workers: int) -> dict:
+OPS = ("get-table", "list-tables", "create-delete")
+
+
+def bench_backend(backend: str, seconds: int, workers: int, ops=OPS) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"lakeforge-bench-{backend}-"))
     pg_name = None
     url = None
@@ -81,13 +85,15 @@ def bench_backend(backend: str, seconds: int, workers: int) -> dict:
         targets = {"get-table": f"{server.url}{UC}/tables/bench.s.t007",
                    "list-tables": f"{server.url}{UC}/tables?catalog_name=bench&schema_name=s"}
         for op, target in targets.items():
+            if op not in ops:
+                continue
             wrk.run(target, server.admin_token, connections=4, seconds=2)  # warm-up
             for c in (1, 16):
                 r = wrk.run(target, server.admin_token, connections=c, seconds=seconds)
                 results[f"{op} c={c}"] = {"requests_per_s": round(r.requests_per_s), "p50_ms": round(r.p50_ms, 2),
                                           "p99_ms": round(r.p99_ms, 2), "errors": r.errors}
                 print(backend, workers, op, c, results[f"{op} c={c}"], flush=True)
-        for c in (1, 16):
+        for c in (1, 16) if "create-delete" in ops else ():
             r = asyncio.run(create_delete(server, c, seconds))
             results[f"create+delete-schema c={c}"] = {"requests_per_s": round(r["pairs_per_s"] * 2),
                                                       "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2),
@@ -105,14 +111,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--workers", default="1,2", help="server worker counts to measure, comma-separated")
+    ap.add_argument("--ops", default=",".join(OPS), help="operations to measure, comma-separated")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "catalog_api.json"),
+                    help="where the JSON results go")
     args = ap.parse_args()
+    ops = args.ops.split(",")
+    unknown = set(ops) - set(OPS)
+    if unknown:
+        ap.error(f"unknown operations {sorted(unknown)}; choose from {', '.join(OPS)}")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     counts = [int(w) for w in args.workers.split(",")]
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "seconds": args.seconds,
-              "results": {f"{b} workers={w}": bench_backend(b, args.seconds, w) for b in backends for w in counts}}
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "catalog_api.json").write_text(json.dumps(report, indent=2))
+              "results": {f"{b} workers={w}": bench_backend(b, args.seconds, w, ops) for b in backends for w in counts}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     print("\n| backend, server processes | operation | clients | req/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
     for backend, res in report["results"].items():
         for key, r in res.items():

@@ -23,6 +23,19 @@ from lakeforge.store.state import get_state, set_state
 log = logging.getLogger(__name__)
 
 
+def render_catalog(row, owner_name: str | None) -> dict[str, Any]:
+    """CatalogInfo of a catalog row: a SecurableRow, or a Core row with the same columns (`securables.find`)."""
+    return {"name": row.name, "id": row.id, **sec.common_fields(row, owner_name),
+            "storage_root": row.storage_root, "storage_location": row.storage_location}
+
+
+def render_schema(row, owner_name: str | None) -> dict[str, Any]:
+    """SchemaInfo of a schema row, as `render_catalog`."""
+    return {"name": row.name, "catalog_name": row.catalog_name, "full_name": row.full_name,
+            "schema_id": row.id, **sec.common_fields(row, owner_name),
+            "storage_root": row.storage_root, "storage_location": row.storage_location}
+
+
 class CatalogService:
     def __init__(self, db: Database, access: AccessControl, identity: IdentityService, storage: ManagedStorage,
                  default_page: int = 100, max_page: int = 1000):
@@ -62,10 +75,17 @@ class CatalogService:
             return self.catalog_info(s, row)
 
     def get_catalog(self, caller: Principal, name: str) -> dict:
-        with self.db.read() as s:
-            row = sec.get_row(s, Kind.CATALOG, name)
-            self.check(s, caller, P.BROWSE, row)
-            return self.catalog_info(s, row)
+        found = self.find_catalog(caller, name)
+        return render_catalog(found.row, found.owner_name)
+
+    def find_catalog(self, caller: Principal, name: str) -> sec.Found:
+        """The catalog (one query), once the caller may see it (BROWSE)."""
+        found = sec.find(self.db, Kind.CATALOG, name)
+        self.check_catalog_visible(caller, found.securable)
+        return found
+
+    def check_catalog_visible(self, caller: Principal, securable: Securable) -> None:
+        self.access.authorize(caller, P.BROWSE, securable)
 
     def list_catalogs(self, caller: Principal, max_results: int | None, page_token: str | None) -> dict:
         with self.db.read() as s:
@@ -84,8 +104,7 @@ class CatalogService:
 
     def catalog_info(self, s: Session, row: SecurableRow, owners: dict | None = None) -> dict[str, Any]:
         owners = owners if owners is not None else self.owner_names(s, [row])
-        return {"name": row.name, "id": row.id, **sec.common_fields(row, owners.get(row.owner_id)),
-                "storage_root": row.storage_root, "storage_location": row.storage_location}
+        return render_catalog(row, owners.get(row.owner_id))
 
     # ---- schemas -------------------------------------------------------------------------------
     def create_schema(self, caller: Principal, catalog_name: str, name: str, comment: str | None = None,
@@ -100,18 +119,21 @@ class CatalogService:
             return self.schema_info(s, row)
 
     def get_schema(self, caller: Principal, full_name: str) -> dict:
-        with self.db.read() as s:
-            row = sec.get_row(s, Kind.SCHEMA, full_name)
-            self._check_schema_visible(s, caller, row)
-            return self.schema_info(s, row)
+        found = self.find_schema(caller, full_name)
+        return render_schema(found.row, found.owner_name)
 
-    def _check_schema_visible(self, s: Session, caller: Principal, row: SecurableRow) -> None:
-        securable = sec.securable_of(s, row)
+    def find_schema(self, caller: Principal, full_name: str) -> sec.Found:
+        """The schema (one query), once the caller may see it."""
+        found = sec.find(self.db, Kind.SCHEMA, full_name)
+        self.check_schema_visible(caller, found.securable)
+        return found
+
+    def check_schema_visible(self, caller: Principal, securable: Securable) -> None:
         # USE_SCHEMA alone lets a user see a schema (Unity Catalog behaviour), as does any privilege.
         if not self.access.allowed(caller, P.USE_SCHEMA, securable):
             self.access.authorize(caller, P.BROWSE, securable)
         else:
-            note_securable(row.full_name)
+            note_securable(securable.full_name)
 
     def list_schemas(self, caller: Principal, catalog_name: str, max_results: int | None,
                      page_token: str | None) -> dict:
@@ -138,9 +160,7 @@ class CatalogService:
 
     def schema_info(self, s: Session, row: SecurableRow, owners: dict | None = None) -> dict[str, Any]:
         owners = owners if owners is not None else self.owner_names(s, [row])
-        return {"name": row.name, "catalog_name": row.catalog_name, "full_name": row.full_name,
-                "schema_id": row.id, **sec.common_fields(row, owners.get(row.owner_id)),
-                "storage_root": row.storage_root, "storage_location": row.storage_location}
+        return render_schema(row, owners.get(row.owner_id))
 
     # ---- updates and deletes shared by all securable kinds -----------------------------------
     def _update(self, caller, kind, full_name, new_name, comment, properties, owner, render) -> dict:
@@ -294,4 +314,4 @@ class CatalogService:
                                    principal_id=users_group_id, privilege=P.USE_SCHEMA.value))
 
 
-__all__ = ["CatalogService", "GRANTABLE", "NotFound"]
+__all__ = ["CatalogService", "GRANTABLE", "NotFound", "render_catalog", "render_schema"]

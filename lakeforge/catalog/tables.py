@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lakeforge import clock, names
 from lakeforge.audit.context import note_securable
 from lakeforge.catalog import securables as sec
-from lakeforge.catalog.access import METASTORE
+from lakeforge.catalog.access import METASTORE, Securable
 from lakeforge.catalog.privileges import Kind, P
 from lakeforge.catalog.service import CatalogService
 from lakeforge.catalog.storage import ManagedStorage, empty_credential, to_path, to_uri
@@ -177,6 +177,24 @@ def register_managed_table(s: Session, storage: ManagedStorage, schema_row: Secu
     return row
 
 
+def render_table(row, owner_name: str | None, *, columns: bool = True, properties: bool = True,
+                 usernames: bool = True) -> dict[str, Any]:
+    """TableInfo of a table row: a SecurableRow, or a Core row with the same columns (`securables.find`)."""
+    spec = sec.load_json(row.spec)
+    info = {"name": row.name, "catalog_name": row.catalog_name, "schema_name": row.schema_name,
+            "full_name": row.full_name, "table_type": spec.get("table_type", "MANAGED"),
+            "data_source_format": spec.get("data_source_format", "DELTA"), "table_id": row.id,
+            "storage_location": row.storage_location, **sec.common_fields(row, owner_name)}
+    if columns:
+        info["columns"] = spec.get("columns") or []
+    if not properties:
+        info.pop("properties", None)
+    if not usernames:
+        for key in ("owner", "created_by", "updated_by"):
+            info.pop(key, None)
+    return info
+
+
 class TableService:
     def __init__(self, catalog: CatalogService, home: Path | None = None):
         self.catalog = catalog
@@ -299,10 +317,17 @@ class TableService:
 
     # ---- read ----------------------------------------------------------------------------------
     def get_table(self, caller: Principal, full_name: str) -> dict:
-        with self.db.read() as s:
-            row = sec.get_row(s, Kind.TABLE, full_name)
-            self.catalog.check(s, caller, P.BROWSE, row)
-            return self.table_info(s, row)
+        found = self.find_table(caller, full_name)
+        return render_table(found.row, found.owner_name)
+
+    def find_table(self, caller: Principal, full_name: str) -> sec.Found:
+        """The table (one query), once the caller may see it (BROWSE)."""
+        found = sec.find(self.db, Kind.TABLE, full_name)
+        self.check_table_visible(caller, found.securable)
+        return found
+
+    def check_table_visible(self, caller: Principal, securable: Securable) -> None:
+        self.access.authorize(caller, P.BROWSE, securable)
 
     def table_exists(self, caller: Principal, full_name: str) -> dict:
         names.parse(full_name, 3, "table name")
@@ -330,19 +355,8 @@ class TableService:
     def table_info(self, s: Session, row: SecurableRow, owners: dict | None = None, *, columns: bool = True,
                    properties: bool = True, usernames: bool = True) -> dict[str, Any]:
         owners = owners if owners is not None else self.catalog.owner_names(s, [row])
-        spec = sec.load_json(row.spec)
-        info = {"name": row.name, "catalog_name": row.catalog_name, "schema_name": row.schema_name,
-                "full_name": row.full_name, "table_type": spec.get("table_type", "MANAGED"),
-                "data_source_format": spec.get("data_source_format", "DELTA"), "table_id": row.id,
-                "storage_location": row.storage_location, **sec.common_fields(row, owners.get(row.owner_id))}
-        if columns:
-            info["columns"] = spec.get("columns") or []
-        if not properties:
-            info.pop("properties", None)
-        if not usernames:
-            for key in ("owner", "created_by", "updated_by"):
-                info.pop(key, None)
-        return info
+        return render_table(row, owners.get(row.owner_id), columns=columns, properties=properties,
+                            usernames=usernames)
 
     # ---- change --------------------------------------------------------------------------------
     def update_table(self, caller: Principal, full_name: str, owner: str | None = None,
@@ -371,4 +385,4 @@ class TableService:
         return empty_credential(to_uri(to_path(url)))
 
 
-__all__ = ["TableService", "check_external_location", "choice", "register_managed_table"]
+__all__ = ["TableService", "check_external_location", "choice", "register_managed_table", "render_table"]

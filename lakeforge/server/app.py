@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI
 
 from lakeforge import __version__
+from lakeforge.catalog.fast_reads import CatalogReads
 from lakeforge.config import Settings
 from lakeforge.server import errors
 from lakeforge.server.context import AppContext
@@ -50,20 +51,27 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
 
     # MLflow tracking: a catch-all mount at "/", so it must stay after every other router.
     tracking_api.mount(api)
-    return PlatformMiddleware(ScoringDispatch(api, ctx.invocations), ctx), api
+    reads = CatalogReads(ctx.catalog, ctx.tables, settings.auth_cache_seconds, ctx.home / ".data-generation")
+    return PlatformMiddleware(ScoringDispatch(api, ctx.invocations, reads), ctx), api
 
 
 class ScoringDispatch:
-    """Model scoring (`/serving-endpoints/...`) goes straight to its lean ASGI handler; everything
-    else to the FastAPI application. Both sit behind the platform middleware."""
+    """Model scoring (`/serving-endpoints/...`) and the hot catalog reads (get a table, schema or
+    catalog) go straight to their lean ASGI handlers; everything else to the FastAPI application.
+    All sit behind the platform middleware."""
 
-    def __init__(self, api, invocations):
+    def __init__(self, api, invocations, reads: CatalogReads | None = None):
         self.api = api
         self.invocations = invocations
+        self.reads = reads
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith(SCORING_PREFIX):
-            return await self.invocations(scope, receive, send)
+        if scope["type"] == "http":
+            if scope["path"].startswith(SCORING_PREFIX):
+                return await self.invocations(scope, receive, send)
+            matched = self.reads.match(scope) if self.reads is not None else None
+            if matched is not None:
+                return await self.reads(scope, send, matched)
         return await self.api(scope, receive, send)
 
 

@@ -2,6 +2,11 @@
 
 SQLite runs in WAL mode and write transactions start with BEGIN IMMEDIATE, so two writers never
 interleave a read-modify-write (plain deferred transactions lose updates under concurrency).
+
+`db.changes` counts write transactions: it moves on after every one ends (committed or not), so a
+cache of anything read from the database is valid while the counter is unchanged, provided the
+counter was read before the database was. `share_changes` makes it one counter for every server
+process on this machine (see store/generation.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lakeforge.errors import AlreadyExists, LakeforgeError
+from lakeforge.store.generation import Generation, SharedGeneration
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,18 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
         write_engine = self.engine.execution_options(lakeforge_write=True)
+        # Core reads outside a transaction: one statement, one round trip (no BEGIN/ROLLBACK on
+        # PostgreSQL). SQLite connections already run in autocommit (see _on_connect); switching
+        # their isolation level would undo that when the connection goes back to the pool.
+        self.autocommit = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        self.changes: Generation = Generation()
+
+    def share_changes(self, path) -> None:
+        """Count write transactions in a file shared with the other server processes of this home."""
+        if not isinstance(self.changes, SharedGeneration):
+            self.changes = SharedGeneration(path)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -77,6 +93,10 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+            finally:
+                # After the commit (or rollback: a failed commit may still have reached the
+                # database), before the caller answers: no cached read outlives the change.
+                self.changes.bump()
 
     def dispose(self) -> None:
         self.engine.dispose()
