@@ -73,6 +73,7 @@ class ServedEntityPool:
         # scale to zero: workers stop after a quiet spell; the next request starts them again
         self.scaled_down = False
         self.last_used = time.monotonic()
+        self._inflight = 0
         self._wake = asyncio.Lock()
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -209,10 +210,18 @@ class ServedEntityPool:
 
     @property
     def idle_seconds(self) -> float:
-        return time.monotonic() - self.last_used
+        """0 while a request is in flight (a cold start included)."""
+        return 0.0 if self._inflight else time.monotonic() - self.last_used
 
     async def predict(self, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
-        self.last_used = time.monotonic()
+        self._inflight += 1
+        try:
+            return await self._predict(request_id, content_type, body)
+        finally:
+            self._inflight -= 1
+            self.last_used = time.monotonic()  # idle time counts from the last answer, not the last call
+
+    async def _predict(self, request_id: str, content_type: str, body: bytes) -> tuple[int, bytes]:
         if self.scaled_down and not self._stopping:
             await self._wake_up()  # a cold start: this request waits for the model to load
         live = [w for w in self._workers if w.client is not None and w.client.connected]
