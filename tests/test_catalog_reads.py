@@ -281,3 +281,24 @@ def test_two_server_processes_see_each_others_changes(tmp_path, monkeypatch):
         assert {r.status_code for r in read_in_both("/tables/w.s2.t").values()} == {404}
     finally:
         assert srv.stop() == 0
+
+
+def test_reads_survive_dropped_database_connections(pg_server, unique):
+    """The single-statement reads use pooled PostgreSQL connections without a pre-ping: one the
+    database dropped is replaced and the read sent again."""
+    import psycopg
+
+    cat = unique("drop")
+    dbname = pg_server.env["LAKEFORGE_DATABASE_URL"].rsplit("/", 1)[1]
+    with pg_server.client() as c:
+        c.post(f"{UC}/catalogs", json={"name": cat}).raise_for_status()
+        for _ in range(3):
+            assert c.get(f"{UC}/catalogs/{cat}_x").status_code == 404  # not kept in memory: reads the database
+            with psycopg.connect(harness.PG_ADMIN_URL, autocommit=True) as admin:
+                dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                        "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)).fetchone()[0]
+            assert dropped >= 1
+            assert c.get(f"{UC}/catalogs/{cat}_x").status_code == 404
+            assert c.patch(f"{UC}/catalogs/{cat}", json={"comment": "after"}).status_code == 200
+            assert c.get(f"{UC}/catalogs/{cat}").json()["comment"] == "after"
+        c.delete(f"{UC}/catalogs/{cat}", params={"force": "true"})

@@ -90,8 +90,7 @@ def find(db: Database, kind: Kind, full_name: str) -> Found:
     """`get_row` for reads that need no session: the same checks and errors, one Core query."""
     note_securable(full_name)  # the audit log names what was asked for, even when it is missing
     names.parse(full_name, LEVELS[kind], f"{LABELS[kind].lower()} name")
-    with db.autocommit.connect() as conn:
-        r = conn.execute(_FIND, {"kind": kind.value, "full_name": full_name}).first()
+    r = db.read_one(_FIND, {"kind": kind.value, "full_name": full_name})
     if r is None:
         raise NotFound(f"{LABELS[kind]} '{full_name}' does not exist.")
     up2 = Securable(Kind(r.up2_kind), r.up2_id, r.up2_full_name, r.up2_owner_id) if r.up2_id else None

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lakeforge.errors import AlreadyExists, LakeforgeError
@@ -59,10 +59,12 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
         write_engine = self.engine.execution_options(lakeforge_write=True)
-        # Core reads outside a transaction: one statement, one round trip (no BEGIN/ROLLBACK on
-        # PostgreSQL). SQLite connections already run in autocommit (see _on_connect); switching
-        # their isolation level would undo that when the connection goes back to the pool.
-        self.autocommit = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Single-statement reads (`read_one`) outside a transaction. SQLite connections already run
+        # in autocommit (see _on_connect). On PostgreSQL their own small pool, in autocommit and
+        # without the pre-ping (a round trip per checkout): one statement, one round trip; a
+        # connection found dropped is replaced and the statement sent again.
+        self._autocommit = self.engine if self.is_sqlite else create_engine(
+            url, pool_size=4, max_overflow=16, isolation_level="AUTOCOMMIT")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
         self.changes: Generation = Generation()
@@ -71,6 +73,17 @@ class Database:
         """Count write transactions in a file shared with the other server processes of this home."""
         if not isinstance(self.changes, SharedGeneration):
             self.changes = SharedGeneration(path)
+
+    def read_one(self, statement, params: dict | None = None) -> Row | None:
+        """The first row of one Core statement, read outside any transaction."""
+        for attempt in (1, 2):
+            try:
+                with self._autocommit.connect() as conn:
+                    return conn.execute(statement, params).first()
+            except DBAPIError as e:
+                if attempt == 2 or not e.connection_invalidated:
+                    raise
+        return None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -100,6 +113,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._autocommit.dispose()
 
 
 def _integrity_message(e: IntegrityError) -> str:
