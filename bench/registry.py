@@ -4,9 +4,13 @@ same run, same client code (stock MLflow).
     ./dev bench bench/registry.py [--models 1000] [--rounds 5]
 
 1. register-and-load: log a scikit-learn model in a run, `mlflow.register_model(...)`, then
-   `mlflow.pyfunc.load_model("models:/<name>/<version>")`; median wall time of a round.
+   `mlflow.pyfunc.load_model("models:/<name>/<version>")` and predict; median wall time of a round,
+   and of its steps: log (client-side work, mostly MLflow inferring pip requirements, plus the
+   tracking calls), register, load (download the version's files, unpickle, predict).
 2. search: `MlflowClient.search_registered_models(max_results=1000)` with `--models` registered
-   models present; median wall time of a call.
+   models present; median wall time of a call. On Lakeforge also as a user who is no admin and
+   holds USE_CATALOG, USE_SCHEMA and EXECUTE on the models' schema (every model visible, each
+   visibility decided by the catalog's privileges).
 Results: bench/results/registry.json.
 """
 
@@ -75,30 +79,48 @@ def run_side(label: str, url: str, token: str | None, prefix: str, models: int, 
     _client_env(url, token)
     model, X = _train()
     mlflow.set_experiment(f"bench-{label}")
-    round_times = []
+    steps: dict[str, list[float]] = {"round": [], "log": [], "register": [], "load": []}
     for i in range(rounds):
         t0 = time.perf_counter()
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(model, name="model")
+        t1 = time.perf_counter()
         mv = mlflow.register_model(info.model_uri, f"{prefix}roundtrip")
+        t2 = time.perf_counter()
         loaded = mlflow.pyfunc.load_model(f"models:/{prefix}roundtrip/{mv.version}")
         loaded.predict(X)
-        round_times.append(time.perf_counter() - t0)
-        print(label, "round", i, f"{round_times[-1]:.2f}s", flush=True)
+        t3 = time.perf_counter()
+        for step, took in (("round", t3 - t0), ("log", t1 - t0), ("register", t2 - t1), ("load", t3 - t2)):
+            steps[step].append(took)
+        print(label, "round", i, f"{t3 - t0:.2f}s (log {t1 - t0:.2f}s, register {t2 - t1:.3f}s, "
+              f"load {t3 - t2:.3f}s)", flush=True)
     client = MlflowClient()
     t0 = time.perf_counter()
     for i in range(models):
         client.create_registered_model(f"{prefix}m{i:04d}")
     create_s = time.perf_counter() - t0
-    search_times = []
+    median = lambda xs, digits=3: round(statistics.median(xs), digits)
+    return {"register_and_load_s": median(steps["round"]), "log_s": median(steps["log"]),
+            "register_s": median(steps["register"]), "load_s": median(steps["load"]),
+            "search_1000_s": median(_search_times(client, models, rounds), 4),
+            "create_registered_model_ms": round(create_s / models * 1000, 2)}
+
+
+def _search_times(client, models: int, rounds: int) -> list[float]:
+    times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         found = client.search_registered_models(max_results=1000)
-        search_times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     assert len(found) >= min(models, 1000), len(found)
-    return {"register_and_load_s": round(statistics.median(round_times), 3),
-            "search_1000_s": round(statistics.median(search_times), 4),
-            "create_registered_model_ms": round(create_s / models * 1000, 2)}
+    return times
+
+
+def search_as_user(url: str, token: str, models: int, rounds: int) -> float:
+    from mlflow import MlflowClient
+
+    _client_env(url, token)
+    return round(statistics.median(_search_times(MlflowClient(), models, rounds)), 4)
 
 
 def main() -> None:
@@ -113,6 +135,13 @@ def main() -> None:
         with lf.client() as c:
             c.post("/api/2.1/unity-catalog/schemas", json={"name": "bench", "catalog_name": "main"}).raise_for_status()
         results["lakeforge"] = run_side("lakeforge", lf.url, lf.admin_token, "main.bench.", args.models, args.rounds)
+        user, token = lf.new_user()
+        with lf.client() as c:
+            for kind, name, privileges in (("catalog", "main", ["USE_CATALOG"]),
+                                           ("schema", "main.bench", ["USE_SCHEMA", "EXECUTE"])):
+                c.patch(f"/api/2.1/unity-catalog/permissions/{kind}/{name}",
+                        json={"changes": [{"principal": user, "add": privileges}]}).raise_for_status()
+        results["lakeforge"]["search_1000_as_user_s"] = search_as_user(lf.url, token, args.models, args.rounds)
     finally:
         lf.stop()
     (work / "mlflow").mkdir()
@@ -126,10 +155,12 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "registry.json").write_text(json.dumps({"models": args.models, "rounds": args.rounds, "results": results},
                                                   indent=2))
-    print("\n| server | register + load (median s) | search_registered_models, 1000 models (median s) | "
-          "create_registered_model (ms) |\n|---|---|---|---|")
+    print("\n| server | register + load round (s) | of it: log / register / load (s) | "
+          "search, 1000 models (s) | same, as a non-admin user (s) | create_registered_model (ms) |\n"
+          "|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['register_and_load_s']} | {r['search_1000_s']} | {r['create_registered_model_ms']} |")
+        print(f"| {name} | {r['register_and_load_s']} | {r['log_s']} / {r['register_s']} / {r['load_s']} | "
+              f"{r['search_1000_s']} | {r.get('search_1000_as_user_s', '–')} | {r['create_registered_model_ms']} |")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class RegistryService:
 
     def models_out(self, s: Session, rows: list[SecurableRow]) -> list[dict]:
         """Many RegisteredModels at once (searches): owners, aliases and latest versions are read
-        in one query each instead of several per model."""
+        in one query each instead of several per model. `rows`: SecurableRows, or plain rows with
+        their columns (what searches read)."""
         ids = [r.id for r in rows]
         owners = self.catalog.owner_names(s, rows)
         aliases = self._aliases(s, ids)
@@ -126,7 +127,8 @@ class RegistryService:
         return out
 
     def versions_out(self, s: Session, pairs: list[tuple[SecurableRow, ModelVersionRow]]) -> list[dict]:
-        """Many ModelVersions at once (searches): the aliases of their models in one query."""
+        """Many ModelVersions at once (searches): the aliases of their models in one query. Rows
+        may be plain rows with the tables' columns, as in `models_out`."""
         aliases = self._aliases(s, list({model.id for model, _ in pairs}))
         return [self.version_out(s, model, row, aliases.get(model.id, [])) for model, row in pairs]
 
