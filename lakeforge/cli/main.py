@@ -135,7 +135,7 @@ def _register_areas() -> None:
 
 
 _AREAS = ["catalogs", "schemas", "tables", "volumes", "models", "grants", "users", "groups",
-          "service_principals", "tokens", "secrets", "audit", "lineage", "sql", "serving"]
+          "service_principals", "tokens", "secrets", "audit", "lineage", "sql", "serving", "monitor"]
 _register_areas()
 
 if __name__ == "__main__":

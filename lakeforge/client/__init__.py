@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from lakeforge.client import catalog, platform, serving
+from lakeforge.client import catalog, monitoring, platform, serving
 from lakeforge.client.sql import Sql
 from lakeforge.client.connection import ApiError, Connection, Record
 
@@ -33,6 +33,7 @@ class Client:
         self.lineage = platform.Lineage(self._conn)
         self.sql = Sql(self._conn)
         self.serving = serving.Serving(self._conn)
+        self.monitors = monitoring.Monitors(self._conn)
 
     def request(self, method: str, path: str, **kw):
         """Escape hatch: any REST call with this client's host, token and error handling."""
