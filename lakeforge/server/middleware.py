@@ -36,6 +36,9 @@ PUBLIC = {("GET", "/health"), ("GET", "/.well-known/databricks-config"), ("HEAD"
 PUBLIC_PREFIXES = ("/static-files/",)
 # The web UI cannot send a Bearer header; the sign-in page keeps the token in this cookie.
 TOKEN_COOKIE = "lakeforge_token"
+# Platform web pages (the MLflow UI's start page is its gate's): a browser that is not signed in is
+# sent to the sign-in page rather than answered 401 JSON. Clients sending a token still get the 401.
+PAGE_PREFIXES = ("/monitors/",)
 
 
 def is_public(method: str, path: str) -> bool:
@@ -105,7 +108,15 @@ class PlatformMiddleware:
                 raise RequestTooLarge(f"Request body is {int(length)} bytes; the limit is {limit} bytes")
             if not is_public(scope["method"], scope["path"]):
                 entry.action = "authenticate"  # replaced by the route's name once authenticated
-                principal = self.ctx.identity.authenticate(_bearer(headers))
+                try:
+                    principal = self.ctx.identity.authenticate(_bearer(headers))
+                except Unauthenticated:
+                    if not _page_for_browser(scope, headers):
+                        raise
+                    await send_wrapper({"type": "http.response.start", "status": 303,
+                                        "headers": [(b"location", b"/login"), (b"content-length", b"0")]})
+                    await send_wrapper({"type": "http.response.body", "body": b""})
+                    return
                 entry.action = None
                 state["principal"] = principal
                 scope.setdefault("state", {})["principal"] = principal
@@ -185,6 +196,11 @@ class PlatformMiddleware:
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
         await self.ctx.audit.record(record)
+
+
+def _page_for_browser(scope, headers: dict) -> bool:
+    return scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PAGE_PREFIXES) \
+        and b"authorization" not in headers
 
 
 def _bearer(headers: dict) -> str | None:
