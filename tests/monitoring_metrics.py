@@ -82,3 +82,32 @@ def monitor_info(table: str = "main.ml.churn_inference", model_col: str = MODEL_
                               "problem_type": "PROBLEM_TYPE_CLASSIFICATION"},
             "latest_refresh": {"refresh_id": 3, "state": "SUCCESS", "start_time_ms": 1772409600000,
                                "end_time_ms": 1772409660000, "trigger": "MANUAL"}}
+
+
+def inference_log(days: int = 7, rows_per_day: int = 300, shift_from: int = 4, seed: int = 11,
+                  start: datetime = datetime(2026, 3, 1, tzinfo=UTC)) -> pa.Table:
+    """A raw inference log for a churn classifier: two model versions, a `region` slice, `age` that
+    drifts upward from day `shift_from`, `income` with nulls, `plan` (a string), prediction, label and
+    the positive class's probability. Accuracy drops after the shift."""
+    rng = np.random.default_rng(seed)
+    n = days * rows_per_day
+    day = np.repeat(np.arange(days), rows_per_day)
+    shifted = day >= shift_from
+    ts = [start + timedelta(days=int(d), seconds=int(s)) for d, s in zip(day, rng.integers(0, 86_400, n))]
+    age = rng.normal(40, 8, n) + 12 * shifted
+    income = rng.lognormal(10, 0.4, n)
+    income[rng.random(n) < 0.02 + 0.1 * shifted] = np.nan
+    label = (rng.random(n) < 0.3).astype(np.int64)
+    proba = np.clip(np.where(label == 1, rng.beta(5, 2, n), rng.beta(2, 5, n)) + 0.25 * shifted
+                    * rng.normal(0, 1, n), 0, 1)
+    return pa.table({
+        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        MODEL_COL: pa.array(rng.choice(["1", "2"], n)),
+        "region": pa.array(rng.choice(["EU", "US", "APAC"], n, p=[0.5, 0.3, 0.2])),
+        "age": age,
+        "income": pa.array(income, from_pandas=True),
+        "plan": pa.array(rng.choice(["basic", "plus", "pro"], n)),
+        "prediction": (proba >= 0.5).astype(np.int64),
+        "proba": proba,
+        "label": label,
+    })

@@ -301,9 +301,11 @@ _QUALITY_SECTION = """
 <div id="lf-quality-chart" class="lf-chart"></div></section>
 """
 
-_BREACH_ORDER = ["fired_at_ms", "fired_at", "time_ms", "created_at_ms", "alert_name", "alert", "name", "metric",
-                 "op", "threshold", "value", "column_name", "window", "granularity", "slice_key", "slice_value",
-                 "model_id", "drift_type"]
+# The breach fields shown, in order, with their headings (ids and delivery attempts are left out).
+_BREACH_COLUMNS = {"fired_at_ms": "fired at", "alert_name": "alert", "metric": "metric", "op": "op",
+                   "threshold": "threshold", "value": "value", "column_name": "column", "window": "window",
+                   "granularity": "granularity", "slice_key": "slice key", "slice_value": "slice value",
+                   "model_id": "model id", "drift_type": "drift type", "webhook_status": "webhook"}
 
 
 def _breaches(breaches: list[dict]) -> str:
@@ -312,14 +314,10 @@ def _breaches(breaches: list[dict]) -> str:
     if not items:
         return ('<section id="lf-section-breaches"><h2>Latest alert breaches</h2>'
                 '<p class="lf-none">No alert has fired.</p></section>')
-    time_key = next((k for k in ("fired_at_ms", "time_ms", "created_at_ms", "fired_at") if k in items[0]), None)
-    if time_key:
-        items.sort(key=lambda b: str(b.get(time_key) or "") if not isinstance(b.get(time_key), (int, float))
-                   else f"{b.get(time_key):020.0f}", reverse=True)
+    items.sort(key=lambda b: b.get("fired_at_ms") or 0, reverse=True)
     items = items[:MAX_BREACHES]
-    seen = {k for b in items for k in b}
-    cols = [k for k in _BREACH_ORDER if k in seen] + sorted(seen - set(_BREACH_ORDER))
-    head = "".join(f"<th>{e(c)}</th>" for c in cols)
+    cols = [k for k in _BREACH_COLUMNS if any(b.get(k) not in (None, "") for b in items)]
+    head = "".join(f"<th>{e(_BREACH_COLUMNS[c])}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{e(_cell(c, b.get(c)))}</td>" for c in cols) + "</tr>" for b in items)
     return (f'<section id="lf-section-breaches"><h2>Latest alert breaches</h2>'
             f'<table id="lf-breaches"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>')
