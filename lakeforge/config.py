@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # crash of the server); with fsync they also survive a crash of the machine (see audit_fsync).
     inference_log_fsync: bool = False
     redis_url: str | None = None
+    # Monitoring: how often the scheduler looks for monitors whose schedule is due (and for refreshes
+    # left running by a server that is gone), and how many refreshes one server process runs at once.
+    monitoring_scheduler_seconds: float = 30.0
+    monitoring_refresh_threads: int = 2
     default_page_size: int = 100
     max_page_size: int = 1000
     log_level: str = "info"
@@ -68,8 +72,7 @@ class Settings(BaseSettings):
         root = self.storage_root
         if not root:
             return self.home / "storage"
-        if root.startswith("file://"):
-            root = root[len("file://") :]
+        root = root.removeprefix("file://")
         return Path(root).expanduser()
 
     def log_dir(self, name: str, worker: int | None = None) -> Path:

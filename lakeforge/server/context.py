@@ -28,6 +28,10 @@ from lakeforge.identity.token_service import TokenService
 from lakeforge.lake.delta_sink import drain_orphans
 from lakeforge.lineage.service import LineageService
 from lakeforge.models.service import RegistryService
+from lakeforge.monitoring.alerts import AlertEvaluator, AlertRules
+from lakeforge.monitoring.runtime import MonitoringRuntime
+from lakeforge.monitoring.service import MonitoringService
+from lakeforge.monitoring.webhooks import WebhookSender
 from lakeforge.secrets.crypto import SecretCipher
 from lakeforge.secrets.service import SecretsService
 from lakeforge.serving import usage as serving_usage
@@ -91,6 +95,12 @@ class AppContext:
         self.serving = ServingService(self.db, self.access, self.identity, self.catalog, self.secrets.references,
                                       self.serving_runtime, self.serving_usage, self.rate_limiter)
         self.usage_log: serving_usage.UsageLog | None = None  # opened at start, once its table exists
+        # monitoring: monitors, their refreshes and schedules (run by the runtime), alert rules and webhooks
+        alerts = AlertEvaluator(self.db, WebhookSender(self.db, self.secrets.references, self.identity))
+        self.monitoring_runtime = MonitoringRuntime(settings, self.db, self.identity, self.catalog, self.table_data,
+                                                    alerts, services=self)
+        self.monitoring = MonitoringService(self.db, self.catalog, self.tables, self.monitoring_runtime, self.home)
+        self.monitor_alerts = AlertRules(self.db, self.monitoring, self.secrets.references)
         self.invocations = Invocations(self.serving_runtime, self.access, self.rate_limiter, self.serving_usage,
                                        lambda: self.usage_log, settings)
         self.audit: audit_log.AuditLog | None = None  # opened at start, once its table exists
