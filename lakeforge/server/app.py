@@ -28,7 +28,9 @@ def create_app(settings: Settings, ctx: AppContext | None = None):
         boot = ctx.start()
         app.state.bootstrap = boot
         await ctx.serving_runtime.start()  # deployed endpoints come back with their model workers
+        await ctx.monitoring_runtime.start()  # monitor refreshes and schedules
         yield
+        await ctx.monitoring_runtime.stop()
         await ctx.serving_runtime.stop()
         ctx.stop()
 
@@ -90,10 +92,13 @@ def _routers():
     from lakeforge.identity import api as identity_api
     from lakeforge.lineage import api as lineage_api
     from lakeforge.models import api as registry_api
+    from lakeforge.monitoring import api as monitoring_api
+    from lakeforge.monitoring import dashboard_api, inference_api
     from lakeforge.secrets import api as secrets_api
     from lakeforge.serving import api as serving_api
     from lakeforge.sql import api as sql_api
 
     modules = [catalog_api, tables_api, table_data_api, volumes_api, functions_api, models_api, credentials_api,
-               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api, registry_api, serving_api]
+               files_api, identity_api, secrets_api, lineage_api, audit_api, sql_api, registry_api, serving_api,
+               inference_api, monitoring_api, dashboard_api]
     return [m.router for m in modules]
