@@ -6,7 +6,9 @@ Every metric is a pure function of the two states, so drift never reads raw data
 
 Definitions (F = cumulative distribution function P(X <= x), Q = its inverse, the quantile function):
 
-- The points: both digests' quantiles at `GRID` evenly spaced ranks plus both minima and maxima.
+- The points: both digests' quantiles at `GRID` ranks plus both minima and maxima. The ranks are
+  spaced as a t-digest spaces its centroids, densely toward 0 and 1: q = (1 - cos(pi u)) / 2 for u
+  evenly spaced in (0, 1).
   Each digest's CDF is read at every point just above it (F is right-continuous), and is exactly 0
   below the digest's minimum and 1 from its maximum. Only the digest's CDF (rank) is used, never its
   quantile function directly: datasketches' t-digest ranks interpolate between centroids (error about
@@ -14,9 +16,13 @@ Definitions (F = cumulative distribution function P(X <= x), Q = its inverse, th
   deviations of a normal at k=200), too coarse for Wasserstein and bin edges.
 - `ks_test.statistic`: the two-sample Kolmogorov-Smirnov statistic D = sup_x |F_ref(x) - F_cur(x)|,
   the maximum over the points.
-- `ks_test.pvalue`: the asymptotic two-sided p-value, P(D_n > D) of the one-sample Kolmogorov
-  distribution with effective size n = round(n_ref * n_cur / (n_ref + n_cur)); this is what
-  `scipy.stats.ks_2samp(method="asymp")` reports.
+- `ks_test.pvalue`: the asymptotic two-sided p-value with effective size n = round(n_ref * n_cur /
+  (n_ref + n_cur)): up to `KS_EXACT_N`, P(D_n >= D) of the Kolmogorov distribution of size n
+  (`scipy.stats.kstwo.sf`, what `scipy.stats.ks_2samp(method="asymp")` reports); above it, that
+  distribution's limit, Kolmogorov's Q(sqrt(n) * D) (`scipy.special.kolmogorov`), because kstwo.sf
+  costs tens to hundreds of milliseconds at large n. Beyond n = 10,000 the two differ by under 3% of
+  the p-value where it is above 1e-10 (under 1% beyond n = 100,000), far less than the t-digest's
+  error in D moves it; below 1e-10 they may differ by a small factor.
 - `wasserstein_distance`: the Wasserstein-1 (earth mover's) distance, the integral over q in (0, 1) of
   |Q_ref(q) - Q_cur(q)|, which equals the integral over x of |F_ref(x) - F_cur(x)|; computed in the
   second form, the gap taken as linear between consecutive points (both CDFs are piecewise linear
@@ -57,8 +63,9 @@ from datasketches import tdigest_double
 from scipy import special
 from scipy.stats import chi2, kstwo
 
-GRID = 2048  # ranks at which each digest is sampled for the points where both CDFs are read
+GRID = 512  # ranks at which each digest is sampled for the points where both CDFs are read
 BIN_RANKS = [i / 20 for i in range(1, 20)]  # ventile edges of the reference for PSI and JS
+KS_EXACT_N = 10_000  # effective sizes up to which the KS p-value uses the size-n distribution
 PSI_EPSILON = 1e-4  # stands in for a bin probability of (about) zero in PSI's logarithm
 
 
@@ -104,9 +111,8 @@ def _numeric_metrics(points: np.ndarray, gap: np.ndarray, gap_left: np.ndarray, 
                      ref_n: int, cur_n: int) -> dict:
     """The metrics from F_ref - F_cur at the points (right values and left limits) and the bin probabilities."""
     statistic = float(np.max(np.abs(gap)))
-    effective_n = round(ref_n * cur_n / (ref_n + cur_n))
     return {
-        "ks_test": {"statistic": statistic, "pvalue": float(np.clip(kstwo.sf(statistic, effective_n), 0.0, 1.0))},
+        "ks_test": {"statistic": statistic, "pvalue": ks_pvalue(statistic, ref_n, cur_n)},
         "wasserstein_distance": _area_between(gap, gap_left, points),
         "population_stability_index": psi(p, q),
         "js_distance": js_distance(p, q),
@@ -129,6 +135,14 @@ def categorical_drift(ref_counts: dict[str, int], cur_counts: dict[str, int]) ->
         "l_infinity_distance": float(diff.max()),
         "js_distance": js_distance(p, q),
     }
+
+
+def ks_pvalue(statistic: float, ref_n: int, cur_n: int) -> float:
+    """Asymptotic two-sided p-value of a two-sample KS statistic (module docstring)."""
+    n = round(ref_n * cur_n / (ref_n + cur_n))
+    if n <= KS_EXACT_N:
+        return float(np.clip(kstwo.sf(statistic, n), 0.0, 1.0))
+    return float(np.clip(special.kolmogorov(math.sqrt(n) * statistic), 0.0, 1.0))
 
 
 def chi_squared(ref: np.ndarray, cur: np.ndarray) -> dict | None:
@@ -199,7 +213,7 @@ def _area_between(gap_right: np.ndarray, gap_left: np.ndarray, points: np.ndarra
 
 
 def _points(digest: tdigest_double) -> np.ndarray:
-    """Where to read a digest's CDF: its quantiles at GRID ranks (they follow its centroids), min and max."""
-    ranks = (np.arange(GRID) + 0.5) / GRID
+    """Where to read a digest's CDF: its quantiles at GRID ranks (they fall on its centroids), min and max."""
+    ranks = (1 - np.cos(np.pi * (np.arange(GRID) + 0.5) / GRID)) / 2  # denser toward the tails
     return np.array([digest.get_min_value(), *(digest.get_quantile(float(r)) for r in ranks),
                      digest.get_max_value()])

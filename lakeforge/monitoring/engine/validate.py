@@ -34,7 +34,7 @@ from lakeforge.monitoring.spec import (
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NO_FUNCTION = re.compile(r"argument types '(\w+)\(([^']*)\)'")
 _ERROR_PREFIX = re.compile(r"^\w+ Error: ")
-_UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+_UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found|does not have a column named "([^"]+)"')
 
 
 def validate(spec: MonitorSpec, schema: pa.Schema, baseline_schema: pa.Schema | None = None) -> None:
@@ -185,7 +185,7 @@ def _check_on_metric_rows(con: duckdb.DuckDBPyConnection, metric_row: pa.Schema,
             raise InvalidParameter(f"custom metric '{metric.name}': a {metric.type} metric reads metric rows "
                                    "one by one and cannot aggregate them") from None
         if found := _UNKNOWN_COLUMN.search(message):
-            raise InvalidParameter(f"custom metric '{metric.name}': '{found.group(1)}' is not a metric column "
+            raise InvalidParameter(f"custom metric '{metric.name}': '{found.group(1) or found.group(2)}' is not a metric column "
                                    f"(a {metric.type} metric reads built-in and custom metrics by name)") from None
         raise InvalidParameter(f"custom metric '{metric.name}': {_duckdb_problem(message)}") from None
     finally:
