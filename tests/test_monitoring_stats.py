@@ -351,6 +351,18 @@ def test_classification_skips_missing_labels_and_compares_as_strings():
     assert objects.to_metrics()["roc_auc_score"] is None and objects.to_metrics()["log_loss"] is None
 
 
+def test_labels_and_predictions_as_strings():
+    from lakeforge.monitoring.engine.quality import as_strings
+    assert as_strings(np.array([1.0, 2.5, np.nan])).tolist() == ["1", "2.5", None]
+    assert as_strings(np.array([True, False])).tolist() == ["true", "false"]
+    assert as_strings(np.array(["a", None, "b"], dtype=object)).tolist() == ["a", None, "b"]
+    assert as_strings(np.array([1, None, 2.0], dtype=object)).tolist() == ["1", None, "2"]
+    assert as_strings(np.array([1, "x", None, True, float("nan")], dtype=object)).tolist() == [
+        "1", "x", None, "true", None]
+    ints = quality("classification", [(np.array([0, 1, 1]), np.array([0.0, 1.0, 0.0]), None)]).to_metrics()
+    assert ints["confusion_matrix"] == {"labels": ["0", "1"], "counts": [[1, 0], [1, 1]]}
+
+
 def test_classification_without_labels_or_one_class():
     empty = QualityState.empty("classification", ["a", "b"]).to_metrics()
     assert empty["num_labeled"] == 0 and empty["accuracy_score"] is None and empty["precision"] is None

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+import pyarrow as pa
 
 from lakeforge.monitoring.engine.exactsum import (
     SCALE_BITS,
@@ -319,6 +320,17 @@ def as_strings(values: np.ndarray) -> np.ndarray:
         rest = finite & ~integral
         out[rest] = [repr(v) for v in values[rest].tolist()]
         return out
+    if values.dtype.kind in "US":
+        return values.astype(str).astype(object)
+    try:  # object arrays of one kind (strings or numbers with None/NaN): through Arrow, vectorised
+        arrow = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arrow = None
+    if arrow is not None and (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
+        return arrow.to_numpy(zero_copy_only=False)
+    if arrow is not None and (pa.types.is_integer(arrow.type) or pa.types.is_floating(arrow.type)
+                              or pa.types.is_boolean(arrow.type)) and arrow.null_count == 0:
+        return as_strings(arrow.to_numpy(zero_copy_only=False))
     return np.array([_as_string(v) for v in values.tolist()], dtype=object)
 
 
