@@ -1,0 +1,96 @@
+"""Reading the monitored Delta table: its current data files, the commit that added each, their rows.
+
+The table is read with `deltalake` at one version (the Arrow dataset of that version's files), file by
+file, so every partial state can be tied to the data file it came from. A file's fold position is the
+commit version that added it, then its path: versions come from the commit JSON files of the Delta log
+(`_delta_log/<version>.json`); files whose commit has already been cleaned from the log (older than a
+checkpoint and the log retention) get version -1, so they fold first, by path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable
+
+FILE_COLUMN = "__lf_file"        # position of the row's file in the fold order of the files read
+CHUNK_ROWS = 1 << 20             # files are read together until a chunk holds about this many rows
+
+
+class SourceTable:
+    """One version of a Delta table."""
+
+    def __init__(self, path: str, version: int | None = None):
+        self.path = path
+        self.table = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+        self.version = self.table.version()
+        self.dataset = self.table.to_pyarrow_dataset()
+        self.schema: pa.Schema = self.dataset.schema
+        self.fragments = {f.path: f for f in self.dataset.get_fragments()}
+
+    def commit_timestamp_us(self) -> int:
+        for entry in self.table.history(1):
+            return int(entry.get("timestamp", 0)) * 1000
+        return 0
+
+    def added_since(self, since: int) -> dict[str, int]:
+        """Path -> the last commit in (since, version] that added it, read from the commit files."""
+        added: dict[str, int] = {}
+        log = Path(self.path) / "_delta_log"
+        for v in range(since + 1, self.version + 1):
+            commit = log / f"{v:020d}.json"
+            if not commit.exists():
+                continue
+            with commit.open() as f:
+                for line in f:
+                    if line.startswith('{"add"') or '"add"' in line[:12]:
+                        action = json.loads(line).get("add")
+                        if action:
+                            added[unquote(action["path"])] = v
+        return added
+
+    def file_versions(self, known: dict[str, int], since: int) -> tuple[dict[str, int], set[str]]:
+        """The commit version of every current file, and the paths added after `since` (new to the
+        caller, or re-added, e.g. by a restore). `known` maps paths the caller already knows to versions."""
+        added = self.added_since(since)
+        versions, new = {}, set()
+        for path in self.fragments:
+            if path in added:
+                versions[path] = added[path]
+                new.add(path)
+            elif path in known:
+                versions[path] = known[path]
+            else:
+                versions[path] = -1
+                new.add(path)
+        return versions, new
+
+    def read(self, paths: list[str], columns: list[pa.Field]) -> Iterator[tuple[pa.Table, list[str]]]:
+        """Rows of `paths` (in the given fold order), as chunks of whole files with a FILE_COLUMN that
+        indexes `paths`; yields (chunk, the paths in it). Columns the table lacks (a baseline without the
+        timestamp column, say) are read as nulls of the given type."""
+        present = [f.name for f in columns if self.schema.get_field_index(f.name) >= 0]
+        absent = [f for f in columns if self.schema.get_field_index(f.name) < 0]
+        parts, names, rows = [], [], 0
+        for i, path in enumerate(paths):
+            table = self.fragments[path].to_table(schema=self.dataset.schema, columns=present)
+            for f in absent:
+                table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+            table = table.append_column(FILE_COLUMN, pa.array(np.full(table.num_rows, i, np.int32)))
+            parts.append(table)
+            names.append(path)
+            rows += table.num_rows
+            if rows >= CHUNK_ROWS:
+                yield pa.concat_tables(parts), names
+                parts, names, rows = [], [], 0
+        if parts:
+            yield pa.concat_tables(parts), names
+
+
+def fold_order(versions: dict[str, int], paths) -> list[str]:
+    return sorted(paths, key=lambda p: (versions[p], p))
