@@ -499,6 +499,13 @@ def test_custom_metrics_evaluate_in_duckdb():
     got = con.execute(f"SELECT {custom.drift_sql(drift)} FROM m AS current JOIN m AS base "
                       "ON current.win = 2 AND base.win = 1").fetchall()
     assert got == [(10.0,)]
+    # Spark semantics carried over: 0-based array indexes, x / 0 is null.
+    row = pa.table({"quantiles": [[0.0, 1.0, 2.0]], "num_nulls": [3], "count": [0]})
+    con.register("r", row)
+    spark = [metric("quantiles[2]", "derived"), metric("element_at(quantiles, 1)", "derived"),
+             metric("num_nulls / count", "derived")]
+    assert con.execute(f"SELECT {', '.join(custom.derived_sql(m) for m in spark)} FROM r").fetchall() == [
+        (2.0, 0.0, None)]
     counted = metric("count_if({{input_column}} > 2)", columns=("f1",), output="bigint")
     assert con.execute(f"SELECT {custom.aggregate_sql(counted, 'f1')} FROM t").fetchall() == [(2,)]
 
@@ -530,6 +537,12 @@ DOC_METRICS = (
 
 def test_valid_configs_pass():
     validate(replace(SPEC, slicing_exprs=("f1 > 1", "s", "model = 'v2'"), custom_metrics=DOC_METRICS), SCHEMA)
+    builtin_names = (metric("num_nulls / count", "derived", name="null_share"),
+                     metric("quantiles[2] + element_at(quantiles, 3)", "derived", name="q"),
+                     metric("precision.macro - precision.one_vs_all['a']", "derived", name="gap"),
+                     metric("{{current_df}}.count - {{base_df}}.count", "drift", name="count_change"),
+                     metric("{{current_df}}.null_share - {{base_df}}.null_share", "drift", name="share_change"))
+    validate(replace(SPEC, custom_metrics=builtin_names), SCHEMA)
     validate(MonitorSpec("snapshot"), SCHEMA)
     validate(MonitorSpec("time_series", "ts", ("5 minutes", "1 year")), SCHEMA)
     validate(replace(SPEC, problem_type="regression", prediction_col="yhat", label_col="y",

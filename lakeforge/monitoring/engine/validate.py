@@ -141,7 +141,7 @@ def _check_custom_metrics(con: duckdb.DuckDBPyConnection, spec: MonitorSpec, sch
         if metric.type == custom.AGGREGATE:
             _check_aggregate(con, spec, schema, metric)
             row_columns.append((metric.name, arrow))
-    metric_row = tables.profile_schema(spec.model_id_col, spec.problem_type, row_columns)
+    metric_row = tables.profile_schema(*_inference_keys(spec), row_columns)
     for metric in spec.custom_metrics:
         if metric.type == custom.DERIVED:
             _check_on_metric_rows(con, metric_row, metric, custom.derived_sql(metric), "FROM m", "column_name")
@@ -233,10 +233,18 @@ class _connection:
 
 
 def _builtin_columns(spec: MonitorSpec) -> list[str]:
-    fields = [*tables.profile_schema(spec.model_id_col, spec.problem_type), *tables.drift_schema(spec.model_id_col)]
+    model_id_col, problem_type = _inference_keys(spec)
+    fields = [*tables.profile_schema(model_id_col, problem_type), *tables.drift_schema(model_id_col)]
     every_quality = [name for name, _ in (*tables.CLASSIFICATION_METRICS, *tables.REGRESSION_METRICS,
                                           tables.LABELED_COUNT)]
     return [f.name for f in fields] + every_quality
+
+
+def _inference_keys(spec: MonitorSpec) -> tuple[str | None, str | None]:
+    """The model id column and problem type as the metric tables use them (inference logs only)."""
+    if spec.profile_type != INFERENCE_LOG:
+        return None, None
+    return spec.model_id_col, spec.problem_type
 
 
 def _duckdb_problem(message: str) -> str:
