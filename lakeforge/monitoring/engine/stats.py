@@ -39,6 +39,11 @@ Definitions (F = cumulative distribution function P(X <= x), Q = its inverse, th
   discrete or constant columns), bins are right-closed
   (-inf, e1], (e1, e2], ..., (e19, +inf), so each holds about 5% of the reference.
 
+Columns of few distinct values (small integers, flags) are where a t-digest is weakest: it blurs the
+atoms, and the bin edges fall between them. Integers 0-9 against 0-11 (50k each) gave KS 0.175 against
+scipy's 0.168, PSI 0.23 against 1.28 on exact ventile bins and JS 0.20 against 0.30. With the count of
+each distinct value at hand, `numeric_drift_exact` gives the same metrics exactly.
+
 Categorical columns (counts per value; the caller decides whether null is a value):
 
 - `chi_squared_test`: Pearson's chi-squared test of homogeneity on the 2 x k contingency table
