@@ -317,3 +317,52 @@ def test_bad_registrations_are_refused(server: Server, serving_models, endpoint)
         r = c.post(f"{LOGS}/sync", json={"target_table": plain})
         assert r.status_code == 400 and "not an inference log" in r.json()["message"], r.text
         assert c.get(f"{LOGS}/{schema}.missing_{tag}").status_code == 404
+
+
+# ---- an inference_log monitor on the flat table ------------------------------------------------------
+def test_classification_monitor_sees_labels_merged_before_its_refresh(server: Server, serving_models, endpoint):
+    from databricks.sdk.service.catalog import (
+        MonitorInferenceLog,
+        MonitorInferenceLogProblemType,
+    )
+
+    models = serving_models
+    name, payload = endpoint
+    tag = uuid.uuid4().hex[:6]
+    target, labels = f"{models.schema}.monitored_{tag}", f"{models.schema}.monitored_labels_{tag}"
+    w = server.workspace()
+    with server.client() as c:
+        rid = f"monitored-{tag}"
+        assert _query(c, name, split_body(models.x.iloc[10:20]), rid) == 200
+        _wait_rows(c, payload, {rid})
+        _write(c, labels, _labels({}))
+        r = c.post(LOGS, json={"endpoint_name": name, "target_table": target, "labels_table": labels})
+        assert r.status_code == 200, r.text
+        w.quality_monitors.create(target, output_schema_name=models.schema, assets_dir=f"/monitors/{tag}",
+                                  inference_log=MonitorInferenceLog(
+                                      problem_type=MonitorInferenceLogProblemType.PROBLEM_TYPE_CLASSIFICATION,
+                                      timestamp_col="timestamp", granularities=["1 day"], model_id_col="model_id",
+                                      prediction_col="prediction", label_col="label"))
+        # labels arrive after the unpack; the refresh syncs the inference log before it computes
+        rows = {r["request_id"]: r for r in _rows(c, target) if r["databricks_request_id"] == rid}
+        truth = {k: (v["prediction"] if i % 3 else 1 - v["prediction"]) for i, (k, v) in enumerate(sorted(rows.items()))}
+        _write(c, labels, _labels(truth))
+
+        refresh = w.quality_monitors.run_refresh(target)
+        deadline = time.monotonic() + 120
+        while (state := w.quality_monitors.get_refresh(target, str(refresh.refresh_id)).state.value) \
+                in ("PENDING", "RUNNING") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state == "SUCCESS", w.quality_monitors.get_refresh(target, str(refresh.refresh_id)).message
+
+        flat = _rows(c, target)
+        assert all(r["label"] == truth[r["request_id"]] for r in flat if r["request_id"] in truth)
+        labeled = [r for r in flat if r["label"] is not None]
+        profile = _rows(c, f"{models.schema}.monitored_{tag}_profile_metrics")
+        quality = [p for p in profile if p["column_name"] == ":table" and p["slice_key"] is None
+                   and p["model_id"] == f"{models.model}/1" and p["accuracy_score"] is not None]
+        assert quality, "no accuracy_score rows"
+        for p in quality:
+            inside = [r for r in labeled if p["window"]["start"] <= r["timestamp"] < p["window"]["end"]]
+            assert p["num_labeled"] == len(inside)
+            assert p["accuracy_score"] == pytest.approx(sum(r["label"] == r["prediction"] for r in inside) / len(inside))

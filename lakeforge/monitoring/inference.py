@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError
 
 from lakeforge import names
 from lakeforge.audit.context import note_securable
@@ -43,11 +42,12 @@ from lakeforge.catalog.table_data import PRINCIPAL_ID_KEY, PRINCIPAL_KEY
 from lakeforge.catalog.tables import columns_of
 from lakeforge.errors import (
     InvalidParameter,
-    InvalidState,
     NotFound,
     ResourceAlreadyExists,
+    ResourceConflict,
 )
 from lakeforge.identity.principal import Principal
+from lakeforge.monitoring import inference_delta as delta
 from lakeforge.monitoring import inference_unpack as unpack
 from lakeforge.serving import config as serving_config
 from lakeforge.serving.inference_log import PAYLOAD_SCHEMA
@@ -59,14 +59,14 @@ SOURCE, ENDPOINT = PREFIX + "source", PREFIX + "endpoint_name"
 LABELS, LABELS_ID_COL, LABELS_LABEL_COL = PREFIX + "labels_table", PREFIX + "labels_request_id_col", \
     PREFIX + "labels_label_col"
 PAYLOAD_APP, LABELS_APP = PREFIX + "payload.", PREFIX + "labels."
-_NEW = "_lakeforge_new_row"  # marks the merge source's new rows (inserted) apart from label updates
 
+_ATTEMPTS = 3  # syncs planned again after losing a commit race
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
 def _lock(table_id: str) -> threading.Lock:
-    """One sync at a time per flat table in this process: two concurrent appends would both add the rows."""
+    """One sync at a time per flat table in this process."""
     with _locks_guard:
         return _locks.setdefault(table_id, threading.Lock())
 
@@ -148,12 +148,12 @@ class InferenceLogService:
             if _source_row(s, target) is not None:
                 raise ResourceAlreadyExists(f"Table '{target}' already exists; choose another target_table")
             self._sources(s, caller, spec, missing=InvalidParameter)
-        note_securable(target)
         plan = self.plan(caller, spec, None)
         info = self.tables.create_from_arrow(caller, target, plan.new_rows.schema, properties=spec.properties(),
                                              comment=f"Inference log unpacked from {spec.source_table}")
         try:
-            result = self._commit(caller, spec, to_path(info["storage_location"]), info["table_id"], plan)
+            path = to_path(info["storage_location"])
+            result = self._commit(caller, delta.open_table(path, target), info["table_id"], plan)
         except BaseException:
             self._drop(caller, target)
             raise
@@ -184,9 +184,16 @@ class InferenceLogService:
             self.catalog.check(s, caller, P.MODIFY, row)
             spec = self._spec(row)
             table_id, path = row.id, to_path(row.storage_location)
-        with _lock(table_id):
-            plan = self.plan(caller, spec, _open(path, target))
-            return self._commit(caller, spec, path, table_id, plan)
+        with _lock(table_id):  # one sync at a time here; across processes the Delta commit refuses the second
+            for attempt in range(_ATTEMPTS):
+                flat = delta.open_table(path, target)
+                try:
+                    return self._commit(caller, flat, table_id, self.plan(caller, spec, flat))
+                except CommitFailedError:
+                    if attempt == _ATTEMPTS - 1:
+                        raise ResourceConflict(f"Inference log '{target}' changed during the sync {_ATTEMPTS} "
+                                               "times; nothing was committed, retry") from None
+                    log.info("inference log %s: a concurrent commit won, planning the sync again", target)
 
     def plan(self, caller: Principal, spec: InferenceLogSpec, flat: DeltaTable | None) -> SyncPlan:
         """What a sync would commit: the new flat rows, the label changes and the progress to record."""
@@ -200,13 +207,13 @@ class InferenceLogService:
         transactions = []
 
         # new payload versions -> flat rows
-        payload_dt = _open(payload.path, payload.full_name)
+        payload_dt = delta.open_table(payload.path, payload.full_name)
         version = payload_dt.version()
         app = PAYLOAD_APP + payload.id
         done = flat.transaction_version(app) if flat is not None else None
         rows: list[dict] = []
         if done is None or version > done:
-            unpacked = unpack.unpack(_payload_rows(payload_dt, payload.path, done, version), self._model_ids(spec))
+            unpacked = unpack.unpack(delta.payload_rows(payload_dt, payload.path, done, version), self._model_ids(spec))
             counts["skipped_malformed"], counts["skipped_failed_requests"] = unpacked.malformed, \
                 unpacked.failed_requests
             known = set(have.column(unpack.REQUEST_ID).to_pylist()) if have.num_rows else set()
@@ -220,22 +227,24 @@ class InferenceLogService:
 
         # labels: onto the new rows, and onto older rows whose label changed
         if labels is not None:
-            labels_dt = _open(labels.path, labels.full_name)
+            labels_dt = delta.open_table(labels.path, labels.full_name)
             labels_app, labels_version = LABELS_APP + labels.id, labels_dt.version()
             merged = flat.transaction_version(labels_app) if flat is not None else None
             if new_rows.num_rows or merged != labels_version:
-                known_labels, unusable = _read_labels(labels_dt, labels, spec, label_type)
+                known_labels, unusable = delta.read_labels(labels_dt, labels.full_name, spec.labels_request_id_col,
+                                                           spec.labels_label_col, label_type)
                 counts["labels_unusable"] = unusable
-                new_rows = _with_labels(new_rows, known_labels)
-                updates = _changed_labels(have, known_labels)
+                new_rows = delta.with_labels(new_rows, known_labels)
+                updates = delta.changed_labels(have, known_labels)
                 transactions.append(Transaction(app_id=labels_app, version=labels_version))
         counts["rows_appended"], counts["labels_merged"] = new_rows.num_rows, updates.num_rows
         if flat is not None and not new_rows.num_rows and not updates.num_rows and done == version:
             transactions = []  # nothing new: no commit, the table keeps its version
         return SyncPlan(new_rows, updates, transactions, replace, counts)
 
-    def _commit(self, caller: Principal, spec: InferenceLogSpec, path: Path, table_id: str, plan: SyncPlan) -> dict:
-        flat = _open(path, spec.target_table)
+    def _commit(self, caller: Principal, flat: DeltaTable, table_id: str, plan: SyncPlan) -> dict:
+        """Commit the plan onto `flat` as read when planning: a concurrent sync's commit (the same
+        application transaction) makes this one fail rather than add the rows twice."""
         before = flat.version()
         if plan.transactions:
             props = CommitProperties(custom_metadata={PRINCIPAL_KEY: caller.name, PRINCIPAL_ID_KEY: caller.id},
@@ -243,21 +252,26 @@ class InferenceLogService:
             schema = pa.schema(flat.schema().to_arrow())
             added = [f for f in plan.new_rows.schema if f.name not in schema.names]
             if plan.updates.num_rows:
-                _merge(flat, plan, props)
+                delta.merge(flat, plan.new_rows, plan.updates, props)
             elif plan.replace:
-                write_deltalake(str(path), plan.new_rows, mode="overwrite", schema_mode="overwrite",
+                write_deltalake(flat, plan.new_rows, mode="overwrite", schema_mode="overwrite",
                                 commit_properties=props)
             else:
-                write_deltalake(str(path), plan.new_rows, mode="append", schema_mode="merge" if added else None,
+                write_deltalake(flat, plan.new_rows, mode="append", schema_mode="merge" if added else None,
                                 commit_properties=props)
             if added or plan.replace:
-                self._sync_columns(caller, table_id, path)
-        after = DeltaTable(str(path)).version()
+                self._sync_columns(caller, table_id, flat.table_uri)
+        after = DeltaTable(flat.table_uri).version()
         return {**plan.counts, "table_version": after, "committed": after != before}
 
-    def _sync_columns(self, caller: Principal, table_id: str, path: Path) -> None:
+    def _sync_columns(self, caller: Principal, table_id: str, uri: str) -> None:
         """The catalog's columns follow the flat table's Delta schema (new features)."""
-        schema = pa.schema(DeltaTable(str(path)).schema().to_arrow())
+        try:
+            self._write_columns(caller, table_id, pa.schema(DeltaTable(uri).schema().to_arrow()))
+        except Exception:  # the rows are committed; the next sync that adds a column brings them up to date
+            log.warning("could not update the catalog columns of inference log %s", table_id, exc_info=True)
+
+    def _write_columns(self, caller: Principal, table_id: str, schema: pa.Schema) -> None:
         with self.db.write() as s:
             row = s.get(SecurableRow, table_id)
             if row is None:
@@ -280,7 +294,7 @@ class InferenceLogService:
             path = to_path(row.storage_location)
             payload = _located(_source_row(s, spec.source_table))
             labels = _located(_source_row(s, spec.labels_table)) if spec.labels_table else (None, None)
-        flat = _open(path, target)
+        flat = delta.open_table(path, target)
         label = flat.to_pyarrow_dataset().to_table(columns=[unpack.LABEL]).column(unpack.LABEL)
         state = {"table_version": flat.version(), "num_rows": len(label), "num_labeled": len(label) - label.null_count}
         for (table_id, location), app, done, latest in ((payload, PAYLOAD_APP, "processed_payload_version",
@@ -288,7 +302,7 @@ class InferenceLogService:
                                                          (labels, LABELS_APP, "merged_labels_version",
                                                           "labels_table_version")):
             if table_id is not None:
-                state[done], state[latest] = flat.transaction_version(app + table_id), _version(location)
+                state[done], state[latest] = flat.transaction_version(app + table_id), delta.table_version(location)
         return {**spec.render(), "state": state}
 
     def spec_of(self, table_full_name: str) -> InferenceLogSpec | None:
@@ -375,21 +389,7 @@ def sync_before_refresh(ctx, table_full_name: str, principal: Principal) -> dict
     return service.sync(principal, table_full_name)
 
 
-# ---- Delta reads ----------------------------------------------------------------------------------
-def _open(path: Path, full_name: str) -> DeltaTable:
-    try:
-        return DeltaTable(str(path))
-    except DeltaError as e:
-        raise InvalidState(f"The Delta table of '{full_name}' cannot be read: {_first_line(e)}") from None
-
-
-def _version(location: str) -> int | None:
-    try:
-        return DeltaTable(str(to_path(location))).version()
-    except DeltaError:
-        return None
-
-
+# ---- catalog rows and request fields --------------------------------------------------------------
 def _located(row) -> tuple[str | None, str | None]:
     return (row.id, row.storage_location) if row is not None else (None, None)
 
@@ -401,81 +401,6 @@ def _source_row(s, full_name: str):
         return None
 
 
-def _payload_rows(dt: DeltaTable, path: Path, done: int | None, version: int) -> list[dict]:
-    """Payload rows added after version `done` up to `version`: the change data feed's inserts, or the
-    whole snapshot at `version` (first sync, or a feed that cannot be read)."""
-    if done is not None:
-        try:
-            reader = dt.load_cdf(starting_version=done + 1, ending_version=version,
-                                 columns=[*unpack.PAYLOAD_COLUMNS, "_change_type"])
-            table = pa.RecordBatchReader.from_stream(reader).read_all()
-            table = table.filter(pc.equal(table.column("_change_type").cast(pa.string()), "insert"))
-            return table.select(unpack.PAYLOAD_COLUMNS).to_pylist()
-        except (DeltaError, pa.ArrowException, OSError) as e:
-            log.info("reading the payload changes after version %s failed (%s); reading the snapshot", done,
-                     _first_line(e))
-    snapshot = DeltaTable(str(path), version=version)
-    return snapshot.to_pyarrow_dataset().to_table(columns=unpack.PAYLOAD_COLUMNS).to_pylist()
-
-
-def _read_labels(dt: DeltaTable, source: Source, spec: InferenceLogSpec,
-                 label_type: pa.DataType) -> tuple[pa.Table, int]:
-    """(request_id, label) of the labels table, one row per request id (the one in the most recently
-    written file wins), labels converted to the flat table's label type; and how many could not be."""
-    by_lower = {c.lower(): c for c in pa.schema(dt.schema().to_arrow()).names}
-    id_col, label_col = by_lower.get(spec.labels_request_id_col.lower()), by_lower.get(spec.labels_label_col.lower())
-    if id_col is None or label_col is None:
-        raise InvalidState(f"Labels table '{source.full_name}' no longer has columns '{spec.labels_request_id_col}' "
-                           f"and '{spec.labels_label_col}'")
-    raw = dt.to_pyarrow_dataset().to_table(columns=[id_col, label_col, "__filename"])
-    adds = pa.table(dt.get_add_actions(flatten=True)).select(["path", "modification_time"])
-    written = dict(zip(adds.column("path").to_pylist(), adds.column("modification_time").cast(pa.int64()).to_pylist()))
-    files = raw.column("__filename").to_pylist()
-    order = sorted(range(raw.num_rows), key=lambda i: written.get(files[i]) or 0)  # stable: file order kept
-    ids, values = raw.column(id_col).to_pylist(), raw.column(label_col).to_pylist()
-    last = {str(ids[i]): values[i] for i in order if ids[i] is not None and values[i] is not None}
-    labels, unusable = unpack.convert(list(last.values()), label_type)
-    table = pa.table({unpack.REQUEST_ID: pa.array(list(last), pa.string()), unpack.LABEL: labels})
-    return table.filter(pc.is_valid(table.column(unpack.LABEL))), unusable
-
-
-def _with_labels(rows: pa.Table, labels: pa.Table) -> pa.Table:
-    if not rows.num_rows:
-        return rows
-    at = pc.index_in(rows.column(unpack.REQUEST_ID), value_set=labels.column(unpack.REQUEST_ID))
-    found = labels.column(unpack.LABEL).take(at)
-    column = pc.coalesce(found, rows.column(unpack.LABEL).cast(found.type))
-    return rows.set_column(rows.schema.get_field_index(unpack.LABEL), unpack.LABEL, column)
-
-
-def _changed_labels(have: pa.Table, labels: pa.Table) -> pa.Table:
-    """(request_id, label) of rows already in the flat table whose label is new or different."""
-    if not have.num_rows or not labels.num_rows:
-        return labels.slice(0, 0)
-    at = pc.index_in(labels.column(unpack.REQUEST_ID), value_set=have.column(unpack.REQUEST_ID))
-    labels = labels.filter(pc.is_valid(at))
-    new = labels.column(unpack.LABEL)
-    current = have.column(unpack.LABEL).cast(new.type).take(pc.drop_null(at))  # aligned with the filtered labels
-    changed = pc.or_kleene(pc.is_null(current), pc.not_equal(current, new))
-    return labels.filter(pc.fill_null(changed, True))
-
-
-def _merge(flat: DeltaTable, plan: SyncPlan, props: CommitProperties) -> None:
-    """One commit: insert the new rows and set the changed labels on older ones."""
-    schema = plan.new_rows.schema
-    updates = pa.table([plan.updates.column(f.name) if f.name in plan.updates.column_names
-                        else pa.nulls(plan.updates.num_rows, f.type) for f in schema], schema=schema)
-    source = pa.concat_tables([
-        plan.new_rows.append_column(_NEW, pa.array([True] * plan.new_rows.num_rows, pa.bool_())),
-        updates.append_column(_NEW, pa.array([False] * updates.num_rows, pa.bool_()))])
-    (flat.merge(source, f"t.{unpack.REQUEST_ID} = s.{unpack.REQUEST_ID}", source_alias="s", target_alias="t",
-                merge_schema=True, commit_properties=props)
-     .when_matched_update({unpack.LABEL: f"s.{unpack.LABEL}"}, predicate=f"NOT s.{_NEW}")
-     .when_not_matched_insert_all(predicate=f"s.{_NEW}", except_cols=[_NEW])
-     .execute())
-
-
-# ---- request fields ---------------------------------------------------------------------------------
 def _name(value: Any, field: str) -> str:
     return str(names.parse(value, 3, field))
 
@@ -484,10 +409,6 @@ def _text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidParameter(f"{field} must be a non-empty string")
     return value.strip()
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 __all__ = ["InferenceLogService", "InferenceLogSpec", "sync_before_refresh"]
