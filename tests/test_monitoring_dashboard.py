@@ -183,3 +183,84 @@ def test_browser_draws_every_chart_and_the_slice_filter_redraws_them(tmp_path):
     assert probe["after"]["lf-drift-heatmap"][0]["z"] != probe["before"]["lf-drift-heatmap"][0]["z"]
     # model quality: one line per model id
     assert {t["name"] for t in probe["after"]["lf-quality-chart"]} == {"all models", "1", "2"}
+
+
+# ---- served by a real server -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def monitored(server):
+    """An inference-log monitor with one refresh, and a second monitored table never refreshed."""
+    import uuid
+
+    from lakeforge import Client
+    from tests.monitoring_metrics import inference_log
+
+    catalog = f"dash_{uuid.uuid4().hex[:8]}"
+    with Client(server.url, server.admin_token) as lf:
+        lf.catalogs.create(catalog)
+        lf.schemas.create(f"{catalog}.ml")
+        lf.schemas.create(f"{catalog}.mon")
+        table, fresh = f"{catalog}.ml.preds", f"{catalog}.ml.fresh"
+        lf.tables.write(inference_log(days=5), table)
+        lf.tables.write(inference_log(days=2), fresh)
+        for name in (table, fresh):
+            lf.monitors.create(name, output_schema=f"{catalog}.mon", profile="inference_log", timestamp_col="ts",
+                               model_id_col=MODEL_COL, prediction_col="prediction", label_col="label",
+                               prediction_proba_col="proba", problem_type="classification", slicing_exprs=["region"])
+        lf.monitors.refresh(table, timeout=300)
+        yield {"catalog": catalog, "table": table, "fresh": fresh}
+        lf.catalogs.delete(catalog, force=True)
+
+
+def test_served_page_needs_sign_in(server, monitored):
+    import httpx
+
+    path = f"/monitors/{monitored['table']}"
+    browser = httpx.get(server.url + path, headers={"accept": "text/html"}, follow_redirects=False)
+    assert browser.status_code == 303 and browser.headers["location"] == "/login"
+    bad = httpx.get(server.url + path, headers={"authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["error_code"] == "UNAUTHENTICATED"
+    # the web UI's sign-in cookie is enough
+    page = httpx.get(server.url + path, cookies={"lakeforge_token": server.admin_token})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="lf-metric-chart"' in page.text and "No refresh yet" not in page.text
+    data = _data(page.text)
+    assert ["region", "EU"] in data["dims"]["slice"] and {"1", "2"} <= set(data["dims"]["model"])
+    assert "#1 SUCCESS" in page.text  # the latest refresh
+    js = httpx.get(server.url + dashboard.PLOTLY_PATH, cookies={"lakeforge_token": server.admin_token})
+    assert js.status_code == 200 and "immutable" in js.headers["cache-control"] and len(js.content) > 3_000_000
+    # offline: plotly.js inside, links to this server
+    offline = httpx.get(server.url + path, params={"offline": "1"}, cookies={"lakeforge_token": server.admin_token})
+    assert "<script src=" not in offline.text and f'href="{server.url}/api/2.1/unity-catalog/tables/' in offline.text
+
+
+def test_served_page_needs_select_on_the_table(server, monitored):
+    import httpx
+
+    from lakeforge import Client
+
+    user, token = server.new_user()
+    path = server.url + f"/monitors/{monitored['table']}"
+    denied = httpx.get(path, headers={"authorization": f"Bearer {token}"})
+    assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
+    as_html = httpx.get(path, cookies={"lakeforge_token": token}, headers={"accept": "text/html"})
+    assert as_html.status_code == 403 and "PERMISSION_DENIED" in as_html.text and "<h1>" in as_html.text
+    with Client(server.url, server.admin_token) as lf:
+        lf.grants.grant("catalog", monitored["catalog"], user, "USE_CATALOG")
+        lf.grants.grant("schema", f"{monitored['catalog']}.ml", user, "USE_SCHEMA")
+        lf.grants.grant("table", monitored["table"], user, "SELECT")
+    # SELECT on the monitored table is enough: the metric tables need no grant of their own
+    allowed = httpx.get(path, headers={"authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200 and _data(allowed.text)["profile"]["n"] > 0
+    with Client(server.url, token) as other, pytest.raises(Exception) as e:
+        other.sql(f"SELECT count(*) FROM {monitored['catalog']}.mon.preds_profile_metrics")
+    assert getattr(e.value, "status", None) == 403
+
+
+def test_served_page_before_a_refresh_and_without_a_monitor(server, monitored):
+    import httpx
+
+    cookie = {"lakeforge_token": server.admin_token}
+    fresh = httpx.get(server.url + f"/monitors/{monitored['fresh']}", cookies=cookie)
+    assert fresh.status_code == 200 and "No refresh yet" in fresh.text and "lf-data" not in fresh.text
+    none = httpx.get(server.url + f"/monitors/{monitored['catalog']}.ml.nothing", cookies=cookie)
+    assert none.status_code == 404 and none.json()["error_code"] in ("NOT_FOUND", "TABLE_DOES_NOT_EXIST")

@@ -15,6 +15,10 @@ alerts = typer.Typer(no_args_is_help=True, help="Alert rules on a monitor's metr
 app.add_typer(alerts, name="alerts")
 
 REFRESH_COLUMNS = ["refresh_id", "state", "trigger", "start_time_ms", "end_time_ms", "message"]
+ALERT_COLUMNS = ["name", "metric", "op", "threshold", "column_name", "slice_key", "slice_value", "drift_type",
+                 "granularity", "enabled"]
+BREACH_COLUMNS = ["fired_at_ms", "alert_name", "metric", "op", "threshold", "value", "column_name", "window",
+                  "granularity", "slice", "model_id", "drift_type"]
 
 
 Str = Annotated[str | None, typer.Option()]  # a plain optional option: --name-of-the-parameter
@@ -154,7 +158,12 @@ def dashboard(table: str, out: Annotated[Path, typer.Option("--output", "-o", he
 @command
 def breaches(table: str, output: Output = "table"):
     """Alert breaches of the monitor's rules, newest first."""
-    emit(client().monitors.breaches(table), output, title=f"breaches of {table}")
+    found = client().monitors.breaches(table)
+    if output == "json":
+        emit(found, output)
+        return
+    emit([{**b, "slice": f"{b['slice_key']} = {b['slice_value']}" if b.get("slice_key") else None,
+           "window": _window(b.get("window"))} for b in found], output, BREACH_COLUMNS, title=f"breaches of {table}")
 
 
 # ---- alerts ------------------------------------------------------------------------------------------
@@ -178,14 +187,15 @@ def alert_create(
     rule = client().monitors.alerts.create(table, name, metric, op, threshold, column_name=column,
                                            slice_key=slice_key, slice_value=slice_value, drift_type=drift_type,
                                            granularity=granularity, webhook_url=webhook)
-    emit(rule, output)
+    emit(rule, output, ALERT_COLUMNS if output == "table" else None)
 
 
 @alerts.command("list")
 @command
 def alert_list(table: str, output: Output = "table"):
     """The monitor's alert rules."""
-    emit(client().monitors.alerts.list(table), output, title=f"alerts of {table}")
+    emit(client().monitors.alerts.list(table), output, ALERT_COLUMNS if output == "table" else None,
+         title=f"alerts of {table}")
 
 
 @alerts.command("delete")
@@ -219,3 +229,9 @@ def _summary(info: dict, output: str) -> None:
              ("last failure", info.get("latest_monitor_failure_msg"))]
     emit([{"field": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v} for k, v in rows
           if v not in (None, "", [])], output, ["field", "value"], title=f"monitor of {info.get('table_name')}")
+
+
+def _window(w: dict | None) -> str | None:
+    from lakeforge.cli._common import _cell
+
+    return f"{_cell(w.get('start'))} - {_cell(w.get('end'))}" if w else None

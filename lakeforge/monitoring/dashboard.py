@@ -32,7 +32,7 @@ PLOTLY_PATH = f"/monitors/-/plotly-{plotly.__version__}.min.js"
 # The most recent windows per granularity drawn on the page: 5-minute windows over months would
 # otherwise make a page of hundreds of MB. The metric tables keep them all.
 MAX_WINDOWS = 200
-MAX_BREACHES = 50
+MAX_BREACHES = 20
 QUALITY = {
     "classification": [("accuracy_score", "accuracy"), ("f1_score.macro", "F1 (macro)"), ("roc_auc_score", "ROC AUC")],
     "regression": [("root_mean_squared_error", "RMSE"), ("mean_absolute_error", "MAE"), ("r2_score", "R²")],
@@ -66,7 +66,8 @@ def render(monitor_info: dict, profile: pa.Table, drift: pa.Table, breaches: lis
             "quality": [[m, label] for m, label in QUALITY.get(info.problem_type or "", [])],
             "model_id_col": info.model_id_col, "table_column": TABLE_COLUMN}
     body.append(_filters(info, dims, profile_rows["truncated"] or drift_rows["truncated"]))
-    body.append(_SECTIONS)
+    body.append(_SECTIONS if "BASELINE" not in drift_rows["dt"] else  # open on baseline drift when there is one
+                _SECTIONS.replace('<option value="BASELINE">', '<option value="BASELINE" selected>'))
     if info.problem_type:
         body.append(_QUALITY_SECTION)
     body.append(_breaches(breaches))
@@ -315,11 +316,13 @@ def _breaches(breaches: list[dict]) -> str:
         return ('<section id="lf-section-breaches"><h2>Latest alert breaches</h2>'
                 '<p class="lf-none">No alert has fired.</p></section>')
     items.sort(key=lambda b: b.get("fired_at_ms") or 0, reverse=True)
+    more = len(items) > MAX_BREACHES
     items = items[:MAX_BREACHES]
     cols = [k for k in _BREACH_COLUMNS if any(b.get(k) not in (None, "") for b in items)]
     head = "".join(f"<th>{e(_BREACH_COLUMNS[c])}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{e(_cell(c, b.get(c)))}</td>" for c in cols) + "</tr>" for b in items)
-    return (f'<section id="lf-section-breaches"><h2>Latest alert breaches</h2>'
+    note = f'<p class="lf-hint">The {MAX_BREACHES} most recent; the breaches API lists them all.</p>' if more else ""
+    return (f'<section id="lf-section-breaches"><h2>Latest alert breaches</h2>{note}'
             f'<table id="lf-breaches"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>')
 
 

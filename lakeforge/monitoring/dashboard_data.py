@@ -32,7 +32,7 @@ def page(service, alerts, caller: Principal, table_name: str, *, offline: bool, 
     refreshes = service.list_refreshes(caller, table_name).get("refreshes") or []
     if refreshes:
         info["latest_refresh"] = refreshes[0]  # newest first
-    breaches = alerts.breaches(caller, table_name, dashboard.MAX_BREACHES).get("breaches") or []
+    breaches = alerts.breaches(caller, table_name, dashboard.MAX_BREACHES + 1).get("breaches") or []
     profile = _read(service, info.get("profile_metrics_table_name"))
     drift = _read(service, info.get("drift_metrics_table_name"))
     note_securable(table_name, override=True)  # the audited securable stays the monitored table

@@ -186,10 +186,13 @@ SCRIPT = r"""
     var div = el("lf-quality-chart");
     if (!div || !D.quality.length) return;
     var rows = pick(P, {g: f.g, s: f.s, c: TABLE}), traces = [], any = false, layout = {annotations: [],
-      grid: {rows: 1, columns: D.quality.length, pattern: "independent"}, margin: {l: 50, r: 20, t: 40, b: 60}};
+      grid: {rows: 1, columns: D.quality.length, pattern: "independent"}, margin: {l: 50, r: 20, t: 60, b: 60}};
     var models = [];
     rows.forEach(function (i) { if (models.indexOf(P.m[i]) < 0) models.push(P.m[i]); });
-    models.sort(function (a, b) { return a - b; });
+    models.sort(function (a, b) {  // all models together first, then the model ids in order
+      var x = dims.model[a], y = dims.model[b];
+      return x === null ? -1 : y === null ? 1 : (x < y ? -1 : x > y ? 1 : 0);
+    });
     D.quality.forEach(function (q, k) {
       var axis = k === 0 ? "" : String(k + 1);
       models.forEach(function (m, j) {
@@ -203,6 +206,7 @@ SCRIPT = r"""
                                x: 0.5, y: 1.12, font: {size: 13}});
     });
     if (!any) return message(div, "No model-quality figures: no labeled rows in these windows yet.");
+    layout.xaxis = {title: {text: ""}};  // the legend sits under the first plot
     plot(div, traces, layout);
   }
 
