@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 class Steps:
-    """Wall and CPU seconds (process CPU: every thread of this process) of named steps."""
+    """Wall and CPU seconds (process CPU: every thread of this process) of named steps, and the process's
+    high-water RSS when each step ended."""
 
     def __init__(self) -> None:
         self.times: dict[str, dict[str, float]] = {}
@@ -28,7 +29,7 @@ class Steps:
             yield
         finally:
             self.times[name] = {"wall_s": round(time.perf_counter() - w, 3),
-                                "cpu_s": round(time.process_time() - c, 3)}
+                                "cpu_s": round(time.process_time() - c, 3), "peak_rss_mb_after": peak_rss_mb()}
 
 
 def peak_rss_mb() -> float:
