@@ -237,14 +237,13 @@ def test_payload_shapes_probabilities_and_malformed_rows(server: Server, serving
         flat = {r["request_id"]: r for r in _rows(c, target)}
         assert set(flat) == {"inst#0", "inst#1", "csv", "cols"}
         assert flat["inst#0"]["input_0"] == 1 and flat["inst#0"]["input_1"] == "a"
-        assert flat["inst#0"]["prediction"] == 1.0 and flat["inst#0"]["prediction_proba"] == [0.2, 0.8]
+        assert flat["inst#0"]["prediction"] == 1.0 and flat["inst#0"]["prediction_proba"] == 0.8
         assert flat["inst#1"]["prediction"] == 0.0
         assert flat["csv"]["age"] == 30 and flat["csv"]["city"] == "Oslo"
         assert flat["cols"]["input_label"] == "x"  # a feature named like an output column is renamed
         assert flat["csv"]["model_id"] == "main.ml.other/7"
         schema_ = pa.schema(DeltaTable(str(_path(c, target))).schema().to_arrow())
-        assert schema_.field("age").type == pa.int64() and schema_.field("prediction_proba").type == \
-            pa.list_(pa.float64())
+        assert schema_.field("age").type == pa.int64() and schema_.field("prediction_proba").type == pa.float64()
 
         # a new feature adds a column; a value that does not fit its column becomes null and is counted;
         # the served entity id resolves through the endpoint's config when the row has no model name
@@ -256,10 +255,15 @@ def test_payload_shapes_probabilities_and_malformed_rows(server: Server, serving
         second = _sync(c, target)
         assert second["rows_appended"] == 1 and second["values_nulled"] == 1
         row = {r["request_id"]: r for r in _rows(c, target)}["later"]
-        assert row["age"] is None and row["score"] == 0.5
+        assert row["age"] is None and row["score"] == 0.5 and row["prediction_proba"] == 0.9
         assert row["model_id"] == f"{serving_models.model}/1"
         columns = [col["name"] for col in c.get(f"{UC}/tables/{target}").json()["columns"]]
         assert "score" in columns
+    # more than two classes: the whole list is kept (array<double>), the prediction is the likeliest class
+    from lakeforge.monitoring.inference_unpack import split_prediction
+
+    assert split_prediction([0.1, 0.2, 0.7]) == (2.0, [0.1, 0.2, 0.7])
+    assert split_prediction([0.5, 0.7]) == ('[0.5,0.7]', None)  # not probabilities: kept as JSON text
 
 
 # ---- access and bad input -------------------------------------------------------------------------

@@ -8,9 +8,11 @@ columns `input_0`, `input_1`, ...; a feature whose name is one of the flat table
 renamed `input_<name>`. Responses: `{"predictions": [...]}` (or a bare list, or columns as
 `{"name": [...]}`) with one prediction per input row.
 
-A prediction that is a list of two or more class probabilities (numbers in [0, 1] summing to 1)
-becomes `prediction` = the index of the most likely class and `prediction_proba` = the list. A
-one-entry object (`{"label": "a"}`) is unwrapped; any other object or list is kept as JSON text.
+A prediction that is a list of class probabilities (two or more numbers in [0, 1] summing to 1, as
+`predict_proba` gives) becomes `prediction` = the index of the most likely class, and
+`prediction_proba` = the probability of class 1 for two classes (a double: what a monitor's ROC AUC
+and log loss read) or the whole list for more (`array<double>`). A one-entry object
+(`{"label": "a"}`) is unwrapped; any other object or list is kept as JSON text.
 """
 
 from __future__ import annotations
@@ -148,14 +150,15 @@ def response_predictions(text: str | None, rows: int) -> list[Any]:
     return preds
 
 
-def split_prediction(value: Any) -> tuple[Any, list[float] | None]:
+def split_prediction(value: Any) -> tuple[Any, float | list[float] | None]:
     """(prediction, class probabilities or None) of one row's prediction."""
     if isinstance(value, dict) and len(value) == 1:
         (inner,) = value.values()
         if not isinstance(inner, (dict, list)):
             return inner, None
     if isinstance(value, list) and _is_proba(value):
-        return float(max(range(len(value)), key=value.__getitem__)), [float(p) for p in value]
+        best = float(max(range(len(value)), key=value.__getitem__))
+        return best, float(value[1]) if len(value) == 2 else [float(p) for p in value]
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":")), None
     return value, None
@@ -306,7 +309,8 @@ def flat_table(rows: list[dict], existing: pa.Schema | None, labels: list | None
     kind = have.get(PREDICTION) or prediction_type(predictions) or pa.float64()
     columns[PREDICTION] = (kind, predictions)
     if PREDICTION_PROBA in have or any(p is not None for p in probas):
-        columns[PREDICTION_PROBA] = (PROBA_TYPE, probas)
+        multiclass = any(isinstance(p, list) for p in probas)
+        columns[PREDICTION_PROBA] = (PROBA_TYPE if multiclass else pa.float64(), probas)
     columns[LABEL] = (have.get(LABEL) or kind, labels if labels is not None else [None] * len(rows))
     columns[STATUS_CODE] = (pa.int32(), [r[STATUS_CODE] for r in rows])
 
