@@ -207,6 +207,7 @@ def test_profile_values_equal_exact_figures(tmp_path):
         assert (k["num_nulls"], k["distinct_count"]) == (int(w.k.isna().sum()), ks.nunique())
         assert close(k["avg"], ks.mean(), rel=1e-12) and close(k["stddev"], ks.std(ddof=1), rel=1e-12)
         assert (k["min"], k["max"]) == (float(ks.min()), float(ks.max()))
+        assert k["quantiles"] == np.quantile(ks.to_numpy(float), tables.QUANTILES).tolist()  # few values: exact
 
         s = one(group, column_name="s")
         strings = w.s.dropna()

@@ -8,6 +8,7 @@ rows of that model (or no model id column). Rows exist for the groups shown in t
 - `count_delta`, `avg_delta`, `percent_null_delta`, `percent_zeros_delta`, `percent_distinct_delta`:
   current minus reference (profile.py's definitions; percentages in points 0..100).
 - numeric columns: `ks_test`, `wasserstein_distance`, `population_stability_index`, `js_distance` from
+  the exact value counts when both sides have few distinct values (stats.numeric_drift_exact), else from
   the two t-digests (stats.numeric_drift); string and boolean columns: `chi_squared_test`, `tv_distance`,
   `l_infinity_distance`, `js_distance` from the exact value counts, nulls left out (stats.categorical_drift);
   dates and timestamps: the deltas only.
@@ -65,7 +66,9 @@ def column_drift(column, cur: GroupState, ref: GroupState, i: int) -> dict:
             row["percent_zeros_delta"] = 100.0 * (cur.zeros[i] / cur.rows - ref.zeros[i] / ref.rows)
         if cur.n[i] > 0 and ref.n[i] > 0:
             row["avg_delta"] = float(cur.mean[i] - ref.mean[i])
-        if cur.digest[i] is not None and ref.digest[i] is not None:
+        if cur.values[i] and ref.values[i]:  # few distinct values on both sides: exact
+            row.update(stats.numeric_drift_exact(ref.values[i], cur.values[i]))
+        elif cur.digest[i] is not None and ref.digest[i] is not None:
             row.update(stats.numeric_drift(tdigest_double.deserialize(ref.digest[i]),
                                            tdigest_double.deserialize(cur.digest[i]), int(ref.n[i]), int(cur.n[i])))
     elif column.kind == CATEGORICAL and cur.counts[i] is not None and ref.counts[i] is not None:

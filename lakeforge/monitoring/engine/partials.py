@@ -32,6 +32,7 @@ from lakeforge.monitoring.engine.model_quality import QualityUpdater
 from lakeforge.monitoring.engine.scan import FILE_COLUMN
 from lakeforge.monitoring.engine.state import (
     LEN_NONE,
+    NUMERIC_VALUE_CAP,
     TDIGEST_K,
     VALUE_CAP,
     GroupState,
@@ -264,6 +265,7 @@ class _GroupTable:
         self.hll = [[None] * n_columns for _ in range(G)]
         self.digest = [[None] * n_columns for _ in range(G)]
         self.counts = [[None] * n_columns for _ in range(G)]
+        self.values = [[None] * n_columns for _ in range(G)]
         self.quality: list[bytes | None] = [None] * G
 
     def add_column(self, ci: int, v: _ColumnValues) -> None:
@@ -289,10 +291,13 @@ class _GroupTable:
             bounds = np.searchsorted(gv, np.arange(G + 1))
             for k in range(G):
                 a, b = bounds[k], bounds[k + 1]
+                self.values[k][ci] = {}
                 if b > a:  # sorted first: the same digest for the same values, and twice as fast
+                    ordered = np.sort(xv[a:b])
                     digest = tdigest_double(TDIGEST_K)
-                    digest.update(np.sort(xv[a:b]))
+                    digest.update(ordered)
                     self.digest[k][ci] = digest.serialize()
+                    self.values[k][ci] = _exact_values(ordered)
             self._hll(ci, gv, v.idx[rows][valid], v.rank[rows][valid])
         elif v.codes is not None:
             codes = v.codes[rows]
@@ -358,9 +363,18 @@ class _GroupTable:
                 vmin=self.vmin[k].copy(), vmax=self.vmax[k].copy(), len_min=self.len_min[k].copy(),
                 len_max=self.len_max[k].copy(), len_sum=self.len_sum[k].copy(),
                 hll=[h if h is not None else hll.HLL() for h in self.hll[k]],
-                digest=self.digest[k], counts=self.counts[k], quality=self.quality[k])
+                digest=self.digest[k], counts=self.counts[k], values=self.values[k], quality=self.quality[k])
             result.append(Partial(int(files[row]), window_keys[k], (slice_key, slice_value, model), state))
         return result
+
+
+def _exact_values(ordered: np.ndarray) -> dict | None:
+    """{value: count} of sorted values, or None past NUMERIC_VALUE_CAP distinct values."""
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    if len(starts) > NUMERIC_VALUE_CAP:
+        return None
+    counts = np.diff(np.append(starts, len(ordered)))
+    return dict(zip((ordered[starts] + 0.0).tolist(), counts.tolist()))  # + 0.0: -0.0 is 0.0
 
 
 def _capped(codes: np.ndarray, counts: np.ndarray, values: list) -> ValueCounts:

@@ -8,10 +8,11 @@ non_null_columns; model quality for inference logs). Definitions:
 - `percent_null`, `percent_nan`, `percent_zeros`, `percent_distinct`: percentages 0..100 of `count`
   (num_nulls / count * 100, ..., distinct_count / count * 100), as Databricks shows them; null when count is 0.
 - `avg`, `stddev` (sample, ddof = 1; null under two values), `min`, `max`, `median`, `quantiles` (at
-  tables.QUANTILES): over the values that are neither null nor NaN. Quantiles and median come from the
-  t-digest (k = 100: within about 1% of rank, exact at 0 and 1, which are the exact min and max).
-- `distinct_count`: non-null values; exact for strings and booleans below the value-count cap, otherwise
-  the HyperLogLog estimate (numeric and temporal columns always).
+  tables.QUANTILES): over the values that are neither null nor NaN. Quantiles and median are exact (numpy's
+  linear interpolation) for numeric columns with at most state.NUMERIC_VALUE_CAP distinct values in the
+  window, otherwise from the t-digest (k = 400: within about 1% of rank; exact at 0 and 1, the min and max).
+- `distinct_count`: non-null values; exact for strings and booleans below the value-count cap and for
+  numbers with few distinct values, otherwise the HyperLogLog estimate (and always for dates/timestamps).
 - `frequent_items`: the 10 most frequent values of string and boolean columns (ties by value), with counts.
 - `min_length`, `max_length`, `avg_length`: UTF-8 character lengths of the non-null strings.
 - Slices: the whole table, and for each slicing expression its 100 most frequent values in the window
@@ -28,7 +29,13 @@ from datasketches import tdigest_double
 from lakeforge.monitoring import tables
 from lakeforge.monitoring.engine import model_quality, windows
 from lakeforge.monitoring.engine.columns import CATEGORICAL, NUMERIC, Column
-from lakeforge.monitoring.engine.state import LEN_NONE, GroupState, distinct, stddev
+from lakeforge.monitoring.engine.state import (
+    LEN_NONE,
+    GroupState,
+    distinct,
+    exact_quantile,
+    stddev,
+)
 
 TOP_SLICES = 100
 FREQUENT_ITEMS = 10
@@ -117,7 +124,10 @@ def column_row(column: Column, state: GroupState, i: int) -> dict:
             sd = float(stddev(state)[i])
             row.update(avg=float(state.mean[i]), stddev=None if np.isnan(sd) else sd,
                        min=float(state.vmin[i]), max=float(state.vmax[i]))
-        if state.digest[i] is not None:
+        if state.values[i]:  # few distinct values: exact
+            quantiles = [exact_quantile(state.values[i], q) for q in tables.QUANTILES]
+            row.update(quantiles=quantiles, median=exact_quantile(state.values[i], 0.5))
+        elif state.digest[i] is not None:
             digest = tdigest_double.deserialize(state.digest[i])
             quantiles = [_quantile(digest, q, state, i) for q in tables.QUANTILES]
             row.update(quantiles=quantiles, median=_quantile(digest, 0.5, state, i))

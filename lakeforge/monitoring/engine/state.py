@@ -12,6 +12,9 @@ one `GroupState`: per profiled column
   and serialises again, so a refresh boundary in the middle of a fold cannot change the result;
 - categorical values: exact counts up to VALUE_CAP distinct values, beyond which the most frequent
   are kept (ties by value) and `truncated` is set (distinct counts then come from the HLL);
+- numeric values of columns with few distinct values: exact counts while a group has at most
+  NUMERIC_VALUE_CAP distinct values (None once it has more: that never comes back). They give exact
+  distinct counts, quantiles and drift for discrete columns, where a t-digest blurs the atoms;
 - model quality (inference logs with labels): the stats engineer's QualityState, serialised.
 
 Partial states are computed per (Delta data file, window, group) and folded into a window's state in a
@@ -31,6 +34,7 @@ from datasketches import tdigest_double
 from lakeforge.monitoring.engine.hll import HLL
 
 VALUE_CAP = 1000        # exact value counts kept per categorical column and group
+NUMERIC_VALUE_CAP = 256  # exact counts kept per numeric column and group up to this many distinct values
 SLICE_CAP = 1000        # slice values kept per slicing expression and window (the 100 most frequent are shown)
 TDIGEST_K = 400        # t-digest compression: about 1% of rank at worst (datasketches measures ~3.5 / k)
 
@@ -75,6 +79,7 @@ class GroupState:
     hll: list            # HLL per column
     digest: list         # serialised t-digest per numeric column, else None
     counts: list         # ValueCounts per categorical column, else None
+    values: list         # numeric columns: {value: count} while few distinct values, else None
     quality: bytes | None = None
 
     @classmethod
@@ -83,7 +88,7 @@ class GroupState:
         return cls(0, ints(), ints(), ints(), ints(), np.zeros(n_columns), np.zeros(n_columns),
                    np.full(n_columns, np.inf), np.full(n_columns, -np.inf), np.full(n_columns, LEN_NONE),
                    np.full(n_columns, -1, np.int64), ints(), [HLL() for _ in range(n_columns)],
-                   [None] * n_columns, [None] * n_columns)
+                   [None] * n_columns, [None] * n_columns, [None] * n_columns)
 
 
 LEN_NONE = np.iinfo(np.int64).max
@@ -108,6 +113,7 @@ def merge(a: GroupState, b: GroupState, quality_merge=None) -> GroupState:
         digest=[merge_digests(x, y) for x, y in zip(a.digest, b.digest)],
         counts=[x.merge(y) if x is not None and y is not None else (x if y is None else y)
                 for x, y in zip(a.counts, b.counts)],
+        values=[merge_values(x, y) for x, y in zip(a.values, b.values)],
         quality=_merge_quality(a.quality, b.quality, quality_merge),
     )
 
@@ -118,6 +124,16 @@ def merge_digests(a: bytes | None, b: bytes | None) -> bytes | None:
     digest = tdigest_double.deserialize(a)
     digest.merge(tdigest_double.deserialize(b))
     return digest.serialize()
+
+
+def merge_values(a: dict | None, b: dict | None) -> dict | None:
+    """Exact numeric value counts: None (too many values) absorbs; so the result is order-free."""
+    if a is None or b is None:
+        return None
+    merged = dict(a)
+    for value, n in b.items():
+        merged[value] = merged.get(value, 0) + n
+    return merged if len(merged) <= NUMERIC_VALUE_CAP else None
 
 
 def _merge_quality(a, b, quality_merge):
@@ -136,7 +152,23 @@ def distinct(state: GroupState, i: int) -> int:
     counts = state.counts[i]
     if counts is not None and not counts.truncated:
         return len(counts.counts)
+    if state.values[i] is not None:
+        return len(state.values[i])
     return round(state.hll[i].estimate())
+
+
+def exact_quantile(values: dict, q: float) -> float:
+    """The q-quantile of the counted values, interpolated linearly as numpy's default method."""
+    keys = np.array(sorted(values), dtype=np.float64)
+    counts = np.array([values[k] for k in sorted(values)], dtype=np.int64)
+    ends = np.cumsum(counts)  # sorted position (0-based) of each value's last copy is ends - 1
+    h = (ends[-1] - 1) * q
+    lo, hi = int(np.floor(h)), int(np.ceil(h))
+    x_lo = keys[np.searchsorted(ends, lo, side="right")]
+    x_hi = keys[np.searchsorted(ends, hi, side="right")]
+    t = h - lo
+    # numpy's lerp: from the nearer end, so that quantiles match np.quantile to the bit
+    return float(x_hi - (1 - t) * (x_hi - x_lo) if t >= 0.5 else x_lo + t * (x_hi - x_lo))
 
 
 Windows = dict  # window key -> {group key: GroupState}
