@@ -147,7 +147,9 @@ window.addEventListener("load", function () {
   }
   snap(out.before);
   var s = document.getElementById("lf-f-slice");
-  for (var i = 0; i < s.options.length; i++) if (s.options[i].textContent === "region = EU") s.value = s.options[i].value;
+  for (var i = 0; i < s.options.length; i++) {
+    if (s.options[i].textContent === "region = EU") s.value = s.options[i].value;
+  }
   s.dispatchEvent(new Event("change"));
   snap(out.after);
   var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);

@@ -11,7 +11,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
 main { max-width: 1360px; margin: 0 auto; padding: 1rem 1.5rem 2rem; }
 header h1 { font-size: 1.4rem; margin: .5rem 0; }
 .lf-facts { display: flex; flex-wrap: wrap; gap: .4rem 1.6rem; margin: .3rem 0; }
-.lf-facts div { display: flex; gap: .4rem; } .lf-facts dt { color: #667085; } .lf-facts dd { margin: 0; font-weight: 600; }
+.lf-facts div { display: flex; gap: .4rem; } .lf-facts dt { color: #667085; }
+.lf-facts dd { margin: 0; font-weight: 600; }
 .lf-links { font-size: .85rem; } a { color: #1f5fbf; }
 section, .lf-filters { background: #fff; border-radius: 8px; box-shadow: 0 1px 3px #0002; padding: .8rem 1rem;
   margin: .9rem 0; }
@@ -105,7 +106,8 @@ SCRIPT = r"""
   }
   function plot(div, traces, layout) {
     Plotly.purge(div); div.textContent = ""; div.classList.remove("lf-message");
-    var base = {margin: {l: 60, r: 20, t: 30, b: 50}, hovermode: "closest", xaxis: {title: {text: "window start (UTC)"}},
+    var base = {margin: {l: 60, r: 20, t: 30, b: 50}, hovermode: "closest",
+                xaxis: {title: {text: "window start (UTC)"}},
                 legend: {orientation: "h", y: -0.2}};
     Plotly.newPlot(div, traces, Object.assign(base, layout || {}), CONFIG);
   }
