@@ -58,6 +58,7 @@ PREFIX = "lakeforge.inference_log."
 SOURCE, ENDPOINT = PREFIX + "source", PREFIX + "endpoint_name"
 LABELS, LABELS_ID_COL, LABELS_LABEL_COL = PREFIX + "labels_table", PREFIX + "labels_request_id_col", \
     PREFIX + "labels_label_col"
+TIMESTAMP_FEATURE = PREFIX + "timestamp_feature"
 PAYLOAD_APP, LABELS_APP = PREFIX + "payload.", PREFIX + "labels."
 
 _ATTEMPTS = 3  # syncs planned again after losing a commit race
@@ -79,10 +80,12 @@ class InferenceLogSpec:
     labels_table: str | None = None
     labels_request_id_col: str = "request_id"
     labels_label_col: str = "label"
+    timestamp_feature: str | None = None    # a request column holding the event time (else the request time)
 
     def properties(self) -> dict[str, str]:
         props = {SOURCE: self.source_table, ENDPOINT: self.endpoint_name, LABELS: self.labels_table,
-                 LABELS_ID_COL: self.labels_request_id_col, LABELS_LABEL_COL: self.labels_label_col}
+                 LABELS_ID_COL: self.labels_request_id_col, LABELS_LABEL_COL: self.labels_label_col,
+                 TIMESTAMP_FEATURE: self.timestamp_feature}
         return {k: v for k, v in props.items() if v}
 
     @classmethod
@@ -91,12 +94,14 @@ class InferenceLogSpec:
         if not props.get(SOURCE):
             return None
         return cls(target_table, props[SOURCE], props.get(ENDPOINT), props.get(LABELS),
-                   props.get(LABELS_ID_COL) or "request_id", props.get(LABELS_LABEL_COL) or "label")
+                   props.get(LABELS_ID_COL) or "request_id", props.get(LABELS_LABEL_COL) or "label",
+                   props.get(TIMESTAMP_FEATURE) or None)
 
     def render(self) -> dict:
         return {"target_table": self.target_table, "payload_table": self.source_table,
                 "endpoint_name": self.endpoint_name, "labels_table": self.labels_table,
-                "labels_request_id_col": self.labels_request_id_col, "labels_label_col": self.labels_label_col}
+                "labels_request_id_col": self.labels_request_id_col, "labels_label_col": self.labels_label_col,
+                "timestamp_feature": self.timestamp_feature}
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,9 @@ class InferenceLogService:
         labels = _name(body["labels_table"], "labels_table") if body.get("labels_table") else None
         spec = InferenceLogSpec(target, _name(payload, "payload_table"), endpoint or None, labels,
                                 _text(body.get("labels_request_id_col") or "request_id", "labels_request_id_col"),
-                                _text(body.get("labels_label_col") or "label", "labels_label_col"))
+                                _text(body.get("labels_label_col") or "label", "labels_label_col"),
+                                _text(body["timestamp_feature"], "timestamp_feature")
+                                if body.get("timestamp_feature") is not None else None)
         fn = names.parse(target, 3, "target_table")
         with self.db.read() as s:
             self.catalog.check(s, caller, P.CREATE_TABLE, sec.get_parent_row(s, Kind.TABLE, fn.catalog, fn.schema))
@@ -213,7 +220,8 @@ class InferenceLogService:
         done = flat.transaction_version(app) if flat is not None else None
         rows: list[dict] = []
         if done is None or version > done:
-            unpacked = unpack.unpack(delta.payload_rows(payload_dt, payload.path, done, version), self._model_ids(spec))
+            unpacked = unpack.unpack(delta.payload_rows(payload_dt, payload.path, done, version), self._model_ids(spec),
+                                     spec.timestamp_feature)
             counts["skipped_malformed"], counts["skipped_failed_requests"] = unpacked.malformed, \
                 unpacked.failed_requests
             known = set(have.column(unpack.REQUEST_ID).to_pylist()) if have.num_rows else set()

@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -187,9 +188,12 @@ def feature_name(name: str) -> str:
     return f"input_{name}" if name.lower() in RESERVED else name
 
 
-def unpack(payload: list[dict], model_id: Callable[[str | None, dict], str | None]) -> Unpacked:
+def unpack(payload: list[dict], model_id: Callable[[str | None, dict], str | None],
+           timestamp_feature: str | None = None) -> Unpacked:
     """Flat rows of payload rows (dicts of PAYLOAD_COLUMNS). `model_id(served_entity_id, metadata)`
-    names the model that answered."""
+    names the model that answered. With `timestamp_feature`, that request column (the event time: an
+    ISO-8601 string or epoch milliseconds) becomes the row's timestamp instead of the request's time,
+    and is not kept as a feature; a row without a readable value keeps the request's time."""
     out = Unpacked()
     for p in payload:
         if p.get("status_code") != 200:
@@ -208,12 +212,26 @@ def unpack(payload: list[dict], model_id: Callable[[str | None, dict], str | Non
         model = model_id(p.get("served_entity_id"), metadata)
         for i, (row, value) in enumerate(zip(features, predictions)):
             prediction, proba = split_prediction(value)
+            event_ms = _epoch_ms(row.pop(timestamp_feature, None)) if timestamp_feature else None
             out.rows.append({
                 REQUEST_ID: rid if len(features) == 1 else f"{rid}#{i}", DATABRICKS_REQUEST_ID: rid,
-                "timestamp_ms": p["timestamp_ms"], MODEL_ID: model,
+                "timestamp_ms": p["timestamp_ms"] if event_ms is None else event_ms, MODEL_ID: model,
                 "features": {feature_name(str(k)): v for k, v in row.items()},
                 PREDICTION: prediction, PREDICTION_PROBA: proba, STATUS_CODE: p["status_code"]})
     return out
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """An event time as epoch milliseconds: ISO-8601 text (a naive time is UTC) or a number of ms."""
+    if _number(value):
+        return int(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _as_dict(value: Any) -> dict:
@@ -250,6 +268,11 @@ def prediction_type(values: list) -> pa.DataType | None:
 
 def convert(values: list, to: pa.DataType) -> tuple[pa.Array, int]:
     """`values` as an array of type `to`; values that do not fit become null. Returns (array, nulled)."""
+    if _arrow_converts(values, to):  # Arrow's own conversion, when it follows the rules below (fast)
+        try:
+            return pa.array(values, type=to), 0
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
     out, nulled = [], 0
     for v in values:
         try:
@@ -258,6 +281,14 @@ def convert(values: list, to: pa.DataType) -> tuple[pa.Array, int]:
             out.append(None)
             nulled += 1
     return pa.array(out, type=to), nulled
+
+
+def _arrow_converts(values: list, to: pa.DataType) -> bool:
+    """Whether pa.array(values, to) gives what _convert_one would, or fails: not for integers from
+    fractions (Arrow truncates them) nor for lists (Arrow reads booleans as numbers there)."""
+    if pa.types.is_floating(to) or pa.types.is_string(to) or pa.types.is_boolean(to):
+        return True
+    return pa.types.is_integer(to) and all(v is None or type(v) is int for v in values)
 
 
 def _convert_one(v: Any, to: pa.DataType) -> Any:
@@ -293,7 +324,10 @@ def flat_table(rows: list[dict], existing: pa.Schema | None, labels: list | None
     features: dict[str, list] = {}
     for i, r in enumerate(rows):
         for name, value in r["features"].items():
-            features.setdefault(name, [None] * len(rows))[i] = value
+            column = features.get(name)
+            if column is None:
+                column = features[name] = [None] * len(rows)
+            column[i] = value
     predictions = [r[PREDICTION] for r in rows]
     probas = [r[PREDICTION_PROBA] for r in rows]
     columns: dict[str, tuple[pa.DataType, Any]] = {
