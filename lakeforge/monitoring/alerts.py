@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from deltalake import DeltaTable
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from lakeforge import clock
 from lakeforge.errors import (
@@ -55,6 +54,7 @@ DRIFT_TYPES = (CONSECUTIVE, BASELINE_DRIFT)
 NOT_METRICS = {"window", "window_cmp", "granularity", "slice_key", "slice_value", "column_name", "data_type",
                "monitor_version", "log_type", "drift_type", "logging_table_commit_version"}
 MAX_BREACHES_LISTED = 1000
+_NOT_IN_WEBHOOK = {"table", "alert_name", "webhook_status", "webhook_attempts"}  # named otherwise, or not yet known
 _INSERT_BATCH = 500
 
 
@@ -305,6 +305,8 @@ class AlertEvaluator:
                            "drift_type": drift_type, "monitor_version": spec.monitor_version,
                            "refresh_id": refresh_id, "webhook_status": PENDING if rule["webhook_url"] else None,
                            "webhook_attempts": 0, "fired_at": now})
+        from sqlalchemy.dialects import postgresql, sqlite
+
         insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
         new: list[BreachRow] = []
         with self.db.write() as s:
@@ -322,12 +324,12 @@ class AlertEvaluator:
             log.warning("monitor on %s: alert '%s' fired: %s = %s %s %s in window %s .. %s (%s), %s, column %s%s%s",
                         table_name, rule["name"], rule["metric"], b.value, rule["op"], rule["threshold"],
                         _iso(b.window_start), _iso(b.window_end), b.granularity, where, b.column_name,
-                        f", model {b.model_id}" if b.model_id else "", f", drift {b.drift_type}" if b.drift_type else "")
+                        f", model {b.model_id}" if b.model_id else "",
+                        f", drift {b.drift_type}" if b.drift_type else "")
             if rule["webhook_url"]:
-                payload = {"rule": rule["name"], "table": table_name,
-                           "metric_table": monitor.profile_table_name if rule["table"] == PROFILE
-                           else monitor.drift_table_name, **{k: v for k, v in breach.items() if k != "webhook_status"
-                                                            and k != "webhook_attempts"}}
+                metric_table = monitor.profile_table_name if rule["table"] == PROFILE else monitor.drift_table_name
+                payload = {"rule": rule["name"], "table": table_name, "metric_table": metric_table,
+                           **{k: v for k, v in breach.items() if k not in _NOT_IN_WEBHOOK}}
                 self.sender.submit(Delivery(b.id, rule["webhook_url"], row.owner_id, payload))
         return len(new)
 

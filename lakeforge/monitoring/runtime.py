@@ -5,10 +5,10 @@ PENDING refreshes with a conditional UPDATE (`FOR UPDATE SKIP LOCKED` on Postgre
 processes or replicas share the work and each refresh runs once. A claimed refresh runs in a worker
 thread (`monitoring_refresh_threads` at a time): it brings an unpacked inference table up to date
 when the monitored table is one, lines the metric tables' columns up with the config, calls
-`engine.refresh`, records RUNNING -> SUCCESS | FAILED | CANCELED with start and end times, and
-evaluates the alert rules. While it runs, the event loop writes a heartbeat every few seconds and
-watches for a cancel request (which the engine polls between steps); progress goes to the row as
-`progress` / `progress_message`.
+`engine.refresh`, evaluates the alert rules, and records RUNNING -> SUCCESS | FAILED | CANCELED with
+start and end times (SUCCESS after the alerts: a client that sees it also sees the breaches). While
+it runs, the event loop writes a heartbeat every few seconds and watches for a cancel request (which
+the engine polls between steps); progress goes to the row as `progress` / `progress_message`.
 
 A refresh left RUNNING by a process that is gone is marked FAILED ("server stopped during the
 refresh"): at start for processes of this machine that no longer exist, and by any process once its
@@ -233,7 +233,8 @@ class MonitoringRuntime:
                 failure_status: str | None = None) -> None:
         now = clock.now()
         with self.db.write() as s:
-            values = {"state": state, "message": message, "ended_at": now, "heartbeat_at": now}
+            values = {"state": state, "active_monitor_id": None, "message": message, "ended_at": now,
+                      "heartbeat_at": now}
             if result is not None:
                 values.update(result=json.dumps(result), progress=1.0, progress_message="done")
             done = s.execute(update(RefreshRow).where(RefreshRow.id == job.refresh_id, RefreshRow.state == cfg.RUNNING,
@@ -264,7 +265,7 @@ class MonitoringRuntime:
                 done = s.execute(update(RefreshRow).where(RefreshRow.id == r.id, RefreshRow.state == cfg.RUNNING,
                                                           RefreshRow.runner == r.runner,
                                                           RefreshRow.heartbeat_at == r.heartbeat_at)
-                                 .values(state=cfg.FAILED, message=STOPPED, ended_at=now))
+                                 .values(state=cfg.FAILED, active_monitor_id=None, message=STOPPED, ended_at=now))
                 if done.rowcount == 1:
                     s.execute(update(MonitorRow).where(MonitorRow.id == r.monitor_id)
                               .values(status=cfg.ERROR, failure_message=STOPPED))
@@ -318,8 +319,8 @@ class MonitoringRuntime:
                     if active is not None:
                         log.info("monitor %s: scheduled refresh skipped, refresh %s is still active", m.id, active)
                         continue
-                    s.add(RefreshRow(monitor_id=m.id, state=cfg.PENDING, trigger=cfg.SCHEDULE, full=False,
-                                     cancel_requested=False, created_at=now))
+                    s.add(RefreshRow(monitor_id=m.id, active_monitor_id=m.id, state=cfg.PENDING, trigger=cfg.SCHEDULE,
+                                     full=False, cancel_requested=False, created_at=now))
                     queued = True
             except AlreadyExists:  # queued concurrently by a request: this due time is tried again
                 continue
@@ -334,13 +335,13 @@ class MonitoringRuntime:
             log.debug("monitoring: refresh %s ended without success", job.refresh_id, exc_info=True)
             self._failed(job, cancel, e)
             return
-        message = (f"Read {result.get('rows_read')} rows of table version {result.get('source_version')}; "
-                   f"recomputed {result.get('windows_recomputed')} windows" + (" (full)" if result.get("full") else ""))
-        self._finish(job, cfg.SUCCESS, message, result)
-        try:
+        try:  # before SUCCESS is recorded, so a client that saw SUCCESS also sees the breaches
             evaluate()
         except Exception:
             log.exception("monitoring: evaluating the alerts after refresh %s failed", job.refresh_id)
+        message = (f"Read {result.get('rows_read')} rows of table version {result.get('source_version')}; "
+                   f"recomputed {result.get('windows_recomputed')} windows" + (" (full)" if result.get("full") else ""))
+        self._finish(job, cfg.SUCCESS, message, result)
 
     def _failed(self, job: Job, cancel: threading.Event, e: Exception) -> None:
         cancelled_error = getattr(_engine_or_none(), "RefreshCancelled", None)

@@ -17,9 +17,6 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-from croniter.croniter import CroniterError
-
 from lakeforge.errors import InvalidParameter
 
 # java.time.ZoneId.SHORT_IDS: the ids zoneinfo does not know under the same name.
@@ -84,6 +81,9 @@ def next_after(expression: str | None, timezone_id: str | None, after: datetime)
     """The first fire time strictly after `after`, as a UTC datetime."""
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidParameter("schedule.quartz_cron_expression is required")
+    from croniter import croniter  # imported on the first schedule, not at server start
+    from croniter.croniter import CroniterError
+
     tz = zone(timezone_id)
     try:
         it = croniter(to_croniter(expression.strip()), after.astimezone(tz), second_at_beginning=True)

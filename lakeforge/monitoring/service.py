@@ -165,7 +165,8 @@ class MonitoringService:
         self._validate(spec, table, baseline_row)
         profile_name, drift_name = cfg.metric_table_names(output_schema, table_name)
         eng = engine()
-        wanted = [(profile_name, eng.profile_schema_for(spec), PROFILE), (drift_name, eng.drift_schema_for(spec), DRIFT)]
+        wanted = [(profile_name, eng.profile_schema_for(spec), PROFILE),
+                  (drift_name, eng.drift_schema_for(spec), DRIFT)]
         created: list[str] = []
         try:
             for name, schema, kind in wanted:
@@ -195,7 +196,11 @@ class MonitoringService:
     def _validate(self, spec, table: SecurableRow, baseline: SecurableRow | None) -> None:
         schema = self._schema(table)
         baseline_schema = self._schema(baseline) if baseline is not None else None
-        engine().validate(spec, schema, baseline_schema)
+        check = engine().validate
+        # The package's validate() shares its name with the submodule engine/validate.py: once that is
+        # imported, the package attribute is the module. Call the function either way.
+        check = check if callable(check) else check.validate
+        check(spec, schema, baseline_schema)
 
     @staticmethod
     def _schema(row: SecurableRow):
@@ -303,12 +308,12 @@ class MonitoringService:
 
     def queue_refresh(self, monitor_id: str, trigger: str, full: bool, table_name: str) -> RefreshRow:
         """A PENDING refresh, or 409 naming the refresh that is pending or running (one at a time per
-        monitor, enforced by a unique index so it holds across server processes)."""
+        monitor, enforced by the unique `active_monitor_id`, so it holds across server processes)."""
         try:
             with self.db.write() as s:
                 self._refuse_if_active(s, monitor_id, table_name)
-                refresh = RefreshRow(monitor_id=monitor_id, state=cfg.PENDING, trigger=trigger, full=full,
-                                     cancel_requested=False, created_at=clock.now())
+                refresh = RefreshRow(monitor_id=monitor_id, active_monitor_id=monitor_id, state=cfg.PENDING,
+                                     trigger=trigger, full=full, cancel_requested=False, created_at=clock.now())
                 s.add(refresh)
                 s.flush()
                 s.expunge(refresh)
@@ -357,7 +362,8 @@ class MonitoringService:
         now = clock.now()
         with self.db.write() as s:
             done = s.execute(update(RefreshRow).where(RefreshRow.id == refresh.id, RefreshRow.state == cfg.PENDING)
-                             .values(state=cfg.CANCELED, ended_at=now, message="Canceled before it started"))
+                             .values(state=cfg.CANCELED, active_monitor_id=None, ended_at=now,
+                                     message="Canceled before it started"))
             if done.rowcount != 1:
                 done = s.execute(update(RefreshRow).where(RefreshRow.id == refresh.id,
                                                           RefreshRow.state == cfg.RUNNING)

@@ -5,7 +5,8 @@ table dropped and created again under the same name starts without one. The conf
 validated wire shape as JSON (config.py), so what a client sent is what it reads back.
 
 Two rules live in the database itself, so they hold with several server processes:
-- at most one PENDING or RUNNING refresh per monitor (a partial unique index);
+- at most one PENDING or RUNNING refresh per monitor (`active_monitor_id`, unique, is set only while
+  a refresh is PENDING or RUNNING);
 - each breach is recorded once (unique per alert rule and breach key).
 """
 
@@ -22,13 +23,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lakeforge.store.base import Base
-
-_ACTIVE = text("state IN ('PENDING', 'RUNNING')")
 
 
 class MonitorRow(Base):
@@ -53,16 +51,14 @@ class MonitorRow(Base):
 
 class RefreshRow(Base):
     __tablename__ = "lf_monitor_refreshes"
-    __table_args__ = (
-        Index("ix_lf_monitor_refreshes_one_active", "monitor_id", unique=True, sqlite_where=_ACTIVE,
-              postgresql_where=_ACTIVE),
-        Index("ix_lf_monitor_refreshes_state", "state", "id"),
-    )
+    __table_args__ = (Index("ix_lf_monitor_refreshes_state", "state", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # refresh_id on the wire
     monitor_id: Mapped[str] = mapped_column(String(32), ForeignKey("lf_monitors.id", ondelete="CASCADE"),
                                             index=True)
     state: Mapped[str] = mapped_column(String(20))  # PENDING | RUNNING | SUCCESS | FAILED | CANCELED
+    # The monitor's id while PENDING or RUNNING, None once finished: unique, so one active refresh per monitor.
+    active_monitor_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     trigger: Mapped[str] = mapped_column(String(20))  # MANUAL | SCHEDULE
     full: Mapped[bool] = mapped_column(Boolean, default=False)  # recompute every window
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

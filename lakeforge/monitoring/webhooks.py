@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import httpx
 from sqlalchemy import update
 
 from lakeforge.errors import LakeforgeError
@@ -52,10 +51,9 @@ class WebhookSender:
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._client: httpx.Client | None = None
+        self._client = None  # an httpx.Client, made on the first delivery
 
     def start(self) -> None:
-        self._client = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
         self._thread = threading.Thread(target=self._loop, name="lf-monitor-webhooks", daemon=True)
         self._thread.start()
 
@@ -90,6 +88,10 @@ class WebhookSender:
                 log.exception("alert webhook for breach %s: delivery failed", delivery.breach_id)
 
     def _attempt(self, d: Delivery) -> None:
+        import httpx  # on the first delivery, not at server start
+
+        if self._client is None:
+            self._client = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
         d.attempts += 1
         try:
             url = self.secret_refs.resolve(d.url, self.identity.principal_by_id(d.owner_id))

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 23:08:35.999057
+Create Date: 2026-11-22 23:31:24.295712
 """
 from alembic import op
 import sqlalchemy as sa
@@ -57,6 +57,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('monitor_id', sa.String(length=32), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('active_monitor_id', sa.String(length=32), nullable=True),
     sa.Column('trigger', sa.String(length=20), nullable=False),
     sa.Column('full', sa.Boolean(), nullable=False),
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
@@ -70,11 +71,11 @@ def upgrade() -> None:
     sa.Column('started_at', lakeforge.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('ended_at', lakeforge.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['monitor_id'], ['lf_monitors.id'], name=op.f('fk_lf_monitor_refreshes_monitor_id_lf_monitors'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_lf_monitor_refreshes'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_lf_monitor_refreshes')),
+    sa.UniqueConstraint('active_monitor_id', name=op.f('uq_lf_monitor_refreshes_active_monitor_id'))
     )
     with op.batch_alter_table('lf_monitor_refreshes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_lf_monitor_refreshes_monitor_id'), ['monitor_id'], unique=False)
-        batch_op.create_index('ix_lf_monitor_refreshes_one_active', ['monitor_id'], unique=True, sqlite_where=sa.text("state IN ('PENDING', 'RUNNING')"), postgresql_where=sa.text("state IN ('PENDING', 'RUNNING')"))
         batch_op.create_index('ix_lf_monitor_refreshes_state', ['state', 'id'], unique=False)
 
     op.create_table('lf_monitor_breaches',
@@ -120,7 +121,6 @@ def downgrade() -> None:
     op.drop_table('lf_monitor_breaches')
     with op.batch_alter_table('lf_monitor_refreshes', schema=None) as batch_op:
         batch_op.drop_index('ix_lf_monitor_refreshes_state')
-        batch_op.drop_index('ix_lf_monitor_refreshes_one_active', sqlite_where=sa.text("state IN ('PENDING', 'RUNNING')"), postgresql_where=sa.text("state IN ('PENDING', 'RUNNING')"))
         batch_op.drop_index(batch_op.f('ix_lf_monitor_refreshes_monitor_id'))
 
     op.drop_table('lf_monitor_refreshes')
