@@ -59,6 +59,11 @@ def mon(tmp_path_factory) -> Server:
     srv.stop()
 
 
+SQUARED_AVG = MonitorMetric(type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE, name="squared_avg",
+                            input_columns=["x"], definition="avg(`{{input_column}}` * `{{input_column}}`)",
+                            output_data_type='{"name":"squared_avg","type":"double","nullable":true,"metadata":{}}')
+
+
 def namespace(srv: Server, name: str) -> str:
     with srv.client() as c:
         c.post(f"{UC}/catalogs", json={"name": name}).raise_for_status()
@@ -137,11 +142,11 @@ def test_time_series_monitor_refreshes_incrementally_updates_and_deletes(mon, ns
     days = [events(DAYS[0], 40, 1), events(DAYS[1], 30, 2), events(DAYS[2], 20, 3)]
     write(mon, table, pa.concat_tables(days))
     info = w.quality_monitors.create(table, output_schema_name=ns, assets_dir="/Shared/monitors",
-                                     time_series=time_series("1 day"), slicing_exprs=["c"])
+                                     time_series=time_series("1 days"), slicing_exprs=["c"])
     assert info.status.value == "MONITOR_STATUS_ACTIVE" and info.monitor_version == 1
     assert info.profile_metrics_table_name == f"{table}_profile_metrics"
     assert info.drift_metrics_table_name == f"{table}_drift_metrics"
-    assert w.quality_monitors.get(table).time_series.granularities == ["1 day"]
+    assert w.quality_monitors.get(table).time_series.granularities == ["1 day"]  # canonical spelling
     assert w.tables.get(table).full_name == table  # the fast get-table path still answers the table itself
 
     first = refreshed(w, table)
@@ -164,8 +169,10 @@ def test_time_series_monitor_refreshes_incrementally_updates_and_deletes(mon, ns
     listed = w.quality_monitors.list_refreshes(table).refreshes
     assert [r.refresh_id for r in listed] == [second.refresh_id, first.refresh_id]
 
-    # A config change bumps monitor_version and recomputes; a schedule change alone does not bump it.
-    updated = w.quality_monitors.update(table, output_schema_name=ns, slicing_exprs=["x > 10"])
+    # A config change bumps monitor_version and recomputes (a new custom metric adds a column to the
+    # profile table); a schedule change alone does not bump it.
+    updated = w.quality_monitors.update(table, output_schema_name=ns, slicing_exprs=["x > 10"],
+                                        custom_metrics=[SQUARED_AVG])
     assert updated.monitor_version == 2 and updated.slicing_exprs == ["x > 10"]
     assert updated.time_series.timestamp_col == "ts"  # fields left out of the update are kept
     third = refreshed(w, table)
@@ -173,6 +180,8 @@ def test_time_series_monitor_refreshes_incrementally_updates_and_deletes(mon, ns
     profile = metrics(w, info.profile_metrics_table_name)
     assert {r["monitor_version"] for r in profile} == {2}
     assert {r["slice_key"] for r in profile} == {None, "x > 10"}
+    x = days[0]["x"].to_numpy()
+    assert table_rows(profile, "x")[DAYS[0]]["squared_avg"] == pytest.approx(float(np.mean(x * x)), rel=1e-9)
     paused = MonitorCronSchedule(quartz_cron_expression="0 0 6 ? * MON-FRI", timezone_id="Europe/Paris",
                                  pause_status=MonitorCronSchedulePauseStatus.PAUSED)
     assert w.quality_monitors.update(table, output_schema_name=ns, schedule=paused).monitor_version == 2
@@ -183,7 +192,8 @@ def test_time_series_monitor_refreshes_incrementally_updates_and_deletes(mon, ns
     assert w.tables.exists(info.profile_metrics_table_name).table_exists  # the metric tables stay
     assert w.tables.exists(info.drift_metrics_table_name).table_exists
     again = w.quality_monitors.create(table, output_schema_name=ns, assets_dir="/Shared/monitors",
-                                      time_series=time_series("1 day"), slicing_exprs=["x > 10"])
+                                      time_series=time_series("1 day"), slicing_exprs=["x > 10"],
+                                      custom_metrics=[SQUARED_AVG])
     assert again.monitor_version == 1  # a new monitor reuses the tables its columns fit
     refreshed(w, table)
 
@@ -253,6 +263,9 @@ def test_bad_configs_are_400_naming_the_problem_and_create_nothing(mon, ns):
         w.quality_monitors.get(table)
     assert not w.tables.exists(f"{table}_profile_metrics").table_exists
     assert not w.tables.exists(f"{table}_drift_metrics").table_exists
+    # Nothing was left behind: the table takes a (snapshot) monitor.
+    w.quality_monitors.create(table, output_schema_name=ns, assets_dir="/a", snapshot=MonitorSnapshot())
+    refreshed(w, table)
 
 
 # ---- privileges -----------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ are accepted and stored canonical), enums checked against the values `databricks
 An update (PUT) changes the fields it carries and keeps the others (so `update(table,
 output_schema_name, schedule=...)` does not drop the profile type); an empty list or object clears an
 optional field. `warehouse_id` and `data_classification_config` are accepted and ignored: the metric
-tables are computed in the server, and there is no data classification.
+tables are computed in the server, and there is no data classification. `notifications` are stored
+and returned, but Lakeforge sends no email: a failed refresh shows in its `message`, in the
+monitor's `latest_monitor_failure_msg` and status, and as a WARNING in the server log.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ METRIC_TYPES = {"CUSTOM_METRIC_TYPE_AGGREGATE": "aggregate", "CUSTOM_METRIC_TYPE
                 "CUSTOM_METRIC_TYPE_DRIFT": "drift"}
 PAUSE_STATUSES = ("PAUSED", "UNPAUSED", "UNSPECIFIED")
 # Spark type names of `output_data_type` -> the engine's output types.
-OUTPUT_TYPES = {"double": "double", "float": "double", "long": "bigint", "bigint": "bigint", "integer": "bigint",
-                "int": "bigint", "short": "bigint", "smallint": "bigint", "byte": "bigint", "tinyint": "bigint",
-                "string": "string", "boolean": "boolean"}
+# (The engine reads `output_data_type` the same way, engine/custom.py; this copy checks the wire field
+# without loading the engine at server start.)
+OUTPUT_TYPES = {"double": "double", "float": "double", "real": "double", "decimal": "double", "long": "bigint",
+                "bigint": "bigint", "integer": "bigint", "int": "bigint", "short": "bigint", "smallint": "bigint",
+                "byte": "bigint", "tinyint": "bigint", "string": "string", "varchar": "string", "char": "string",
+                "boolean": "boolean", "bool": "boolean"}
 
 # Monitor status (MonitorInfoStatus) and refresh states/triggers (MonitorRefreshInfoState/Trigger).
 ACTIVE, ERROR, FAILED_STATUS = "MONITOR_STATUS_ACTIVE", "MONITOR_STATUS_ERROR", "MONITOR_STATUS_FAILED"
@@ -182,7 +187,7 @@ def output_type(raw: Any, label: str) -> str:
             text = json.loads(raw).get("type")
         except (ValueError, AttributeError):
             raise InvalidParameter(f"{label}: output_data_type is not a valid Spark StructField JSON") from None
-    kind = OUTPUT_TYPES.get(text.strip().lower()) if isinstance(text, str) else None
+    kind = OUTPUT_TYPES.get(text.strip().lower().split("(")[0]) if isinstance(text, str) else None
     if kind is None:
         raise InvalidParameter(f"{label}: output_data_type {raw!r} is not supported; use double, bigint, string "
                                "or boolean (a Spark StructField JSON or the bare type name)")

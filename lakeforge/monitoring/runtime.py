@@ -247,6 +247,8 @@ class MonitoringRuntime:
             elif state == cfg.FAILED:
                 s.execute(update(MonitorRow).where(MonitorRow.id == job.monitor_id)
                           .values(status=failure_status or cfg.ERROR, failure_message=message))
+        if state == cfg.FAILED:
+            log.warning("monitoring: refresh %s of monitor %s failed: %s", job.refresh_id, job.monitor_id, message)
 
     def _recover(self, at_start: bool) -> None:
         """Mark FAILED the refreshes left RUNNING by processes that are gone."""
