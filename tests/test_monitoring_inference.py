@@ -266,6 +266,27 @@ def test_payload_shapes_probabilities_and_malformed_rows(server: Server, serving
     assert split_prediction([0.5, 0.7]) == ('[0.5,0.7]', None)  # not probabilities: kept as JSON text
 
 
+def test_event_time_from_a_request_column(server: Server, serving_models):
+    schema = serving_models.schema
+    tag = uuid.uuid4().hex[:6]
+    source, target = f"{schema}.events_{tag}_payload", f"{schema}.events_log_{tag}"
+    times = ["2026-03-01T12:00:00+02:00", 1_772_000_000_000, None, "yesterday", 1e300]
+    body = {"dataframe_records": [{"x": i, "event_time": t} for i, t in enumerate(times)]}
+    with server.client() as c:
+        _write(c, source, _payload([{"databricks_request_id": "ev", "request": json.dumps(body),
+                                     "response": json.dumps({"predictions": [0] * len(times)})}]))
+        r = c.post(LOGS, json={"payload_table": source, "target_table": target, "timestamp_feature": "event_time"})
+        assert r.status_code == 200, r.text
+        assert r.json()["timestamp_feature"] == "event_time"
+        rows = sorted(_rows(c, target), key=lambda r: r["x"])
+        assert "event_time" not in rows[0]  # the event time is the timestamp, not a feature
+        request_time = datetime.datetime.fromtimestamp(1_700_000_000, datetime.UTC)
+        assert [r["timestamp"] for r in rows] == [
+            datetime.datetime(2026, 3, 1, 10, tzinfo=datetime.UTC),
+            datetime.datetime.fromtimestamp(1_772_000_000, datetime.UTC),
+            request_time, request_time, request_time]  # missing or unreadable: the request's time
+
+
 # ---- access and bad input -------------------------------------------------------------------------
 def test_register_needs_select_on_the_payload_table(server: Server, serving_models, endpoint):
     schema = serving_models.schema

@@ -39,6 +39,7 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PAYLOAD_COLUMNS = ["databricks_request_id", "timestamp_ms", "status_code", "request", "response",
                    "served_entity_id", "request_metadata"]
 _INT64 = (-(2**63), 2**63 - 1)
+_EPOCH_MS = (-62_135_596_800_000, 253_402_300_799_999)  # 0001-01-01 to 9999-12-31, in ms
 _BAD_NAME_CHARS = str.maketrans({c: "_" for c in " ,;{}()\n\t="})  # not allowed in Parquet/Delta names
 
 
@@ -224,14 +225,17 @@ def unpack(payload: list[dict], model_id: Callable[[str | None, dict], str | Non
 def _epoch_ms(value: Any) -> int | None:
     """An event time as epoch milliseconds: ISO-8601 text (a naive time is UTC) or a number of ms."""
     if _number(value):
-        return int(value)
-    if not isinstance(value, str):
+        ms = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        ms = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000
+    else:
         return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+    # years 1 to 9999, as a timestamp column holds them; anything else (infinity too) is unreadable
+    return int(ms) if _EPOCH_MS[0] <= ms <= _EPOCH_MS[1] else None
 
 
 def _as_dict(value: Any) -> dict:
