@@ -88,9 +88,9 @@ def parse_rule(body: dict, spec, profile_schema: pa.Schema, drift_schema: pa.Sch
         table = found[0] if found else None
     if table not in found:
         where = f"the {table} metrics table" if table else "the profile or drift metrics table"
-        kind = _leaf(schemas.get(table) or profile_schema, metric, excluded) if table else None
-        hint = f" ({metric} is a struct: name a numeric field, e.g. {_example(kind, metric)})" \
-            if kind is not None and pa.types.is_struct(kind) else ""
+        kinds = [_leaf(schema, metric, excluded) for t, schema in schemas.items() if table in (None, t)]
+        struct = next((k for k in kinds if k is not None and pa.types.is_struct(k)), None)
+        hint = f" ({metric} is a struct: name a numeric field, e.g. {_example(struct, metric)})" if struct else ""
         raise InvalidParameter(f"metric '{metric}' is not a numeric metric of {where} of this monitor{hint}")
     rule = {"name": name.strip(), "metric": metric, "op": op, "threshold": float(threshold), "table": table}
     for key in ("column_name", "slice_key", "slice_value"):

@@ -63,10 +63,10 @@ from lakeforge.monitoring.store import MonitorRow, RefreshRow
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 5.0  # also how soon a cancel made through another server process is seen
 STALE_SECONDS = 60.0
 POLL_SECONDS = 2.0  # how often PENDING refreshes queued by other processes are looked for
-PROGRESS_SECONDS = 0.5  # progress is written at most this often
+PROGRESS_SECONDS = 1.0  # progress is written at most this often
 STOPPED = "server stopped during the refresh"
 
 
@@ -190,6 +190,10 @@ class MonitoringRuntime:
 
     # ---- claiming and bookkeeping --------------------------------------------------------------
     def _claim(self) -> Job | None:
+        # A read first: an idle runtime must not take the write lock (and bump db.changes, which drops
+        # every process's read caches) at each poll.
+        if self.db.read_one(select(RefreshRow.id).where(RefreshRow.state == cfg.PENDING).limit(1)) is None:
+            return None
         with self.db.write() as s:
             q = select(RefreshRow.id, RefreshRow.monitor_id, RefreshRow.full).where(
                 RefreshRow.state == cfg.PENDING).order_by(RefreshRow.id).limit(1)
