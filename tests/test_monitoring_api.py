@@ -355,6 +355,19 @@ def test_scheduled_refresh_fires_and_pauses(mon, ns):
     assert len(w.quality_monitors.list_refreshes(table).refreshes) == before
 
 
+def test_quartz_day_of_week_and_time_zones():
+    """Quartz counts days of the week from 1 = Sunday; croniter from 0 = Sunday."""
+    from lakeforge.monitoring.schedule import next_after
+
+    saturday = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
+    assert next_after("0 0 8 ? * 1", "UTC", saturday) == dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC)  # Sunday
+    assert next_after("0 30 9 ? * 2-6", "UTC", saturday) == dt.datetime(2026, 11, 23, 9, 30, tzinfo=dt.UTC)
+    assert next_after("0 0 12 ? * 6L", "UTC", saturday) == dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)  # last Fri
+    assert next_after("0 0 12 ? * 6#1", "UTC", saturday) == dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    assert next_after("0 0 6 * * ?", "PST", saturday) == dt.datetime(2026, 11, 21, 14, tzinfo=dt.UTC)  # 6:00 PST
+    assert next_after("0 0 6 * * ?", "Europe/Paris", saturday) == dt.datetime(2026, 11, 22, 5, tzinfo=dt.UTC)
+
+
 # ---- alerts ---------------------------------------------------------------------------------------
 class Receiver:
     """A webhook endpoint: records every JSON body POSTed to it."""
