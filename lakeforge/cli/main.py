@@ -34,6 +34,8 @@ def up(
     port: int = typer.Option(None, help="Port to listen on (default 8080)"),
     home: Optional[Path] = typer.Option(None, help="Home directory (default ~/.lakeforge or LAKEFORGE_HOME)"),
     workers: int = typer.Option(None, help="Server processes sharing the port (default 1; one per core for throughput)"),
+    demo: bool = typer.Option(False, "--demo", help="Once up, build the demo workspace (main.demo: data, model, "
+                              "endpoint, monitor); idempotent"),
 ):
     """Start the Lakeforge server on embedded defaults (SQLite, local storage)."""
     from lakeforge.config import Settings
@@ -58,14 +60,34 @@ def up(
             raise typer.Exit(1)
         from lakeforge.server import supervisor
 
-        raise typer.Exit(supervisor.run(settings, {**overrides, "home": str(settings.home)}))
+        launcher = _demo(settings) if demo else None
+        try:
+            code = supervisor.run(settings, {**overrides, "home": str(settings.home)})
+        finally:
+            if launcher:
+                launcher.stop()
+        raise typer.Exit(code)
     try:
         check_writable(settings.home)
         ctx = AppContext(settings)
     except LakeforgeError as e:  # e.g. an unwritable home or a malformed secrets key
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(1)
-    serve(settings, ctx)
+    launcher = _demo(settings) if demo else None
+    try:
+        serve(settings, ctx)
+    finally:
+        if launcher:
+            launcher.stop()
+
+
+def _demo(settings):
+    """The demo runs in its own process once the server answers (lakeforge/demo/launch.py)."""
+    from lakeforge.demo.launch import DemoLauncher
+
+    launcher = DemoLauncher(settings)
+    launcher.start()
+    return launcher
 
 
 def serve(settings, ctx, sockets=None) -> None:

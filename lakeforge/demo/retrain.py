@@ -34,9 +34,10 @@ def retrain(ws: Workspace, progress: Progress) -> str:
     if won:
         progress(0.8, f"promoting version {version}")
         client.set_registered_model_alias(MODEL, "champion", version)
-        serve(ws, version)
+        served = serve(ws, version)
         ws.report["champion"] = version
-        decision = f"{verdict}: promoted, {MODEL}@champion = v{version}, endpoint updated"
+        decision = (f"{verdict}: promoted, {MODEL}@champion = v{version}, "
+                    f"endpoint {'serves it' if served == 'reused' else 'updated to it'}")
     else:
         ws.report["champion"] = champion
         decision = f"{verdict}: kept the champion (v{champion})"
