@@ -38,8 +38,8 @@ def cache_key(path: str, version: int, fingerprint: str) -> str:
     return hashlib.sha256(f"{os.path.abspath(path)}\0{version}\0{fingerprint}".encode()).hexdigest()
 
 
-def compute(path: str, plan: partials.Plan, spec, fields: list[pa.Field], fingerprint: str, con,
-            cancelled) -> BaselineState:
+def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], all_fields: list[pa.Field],
+            fingerprint: str, con, cancelled) -> BaselineState:
     source = SourceTable(path)
     versions, _ = source.file_versions({}, -1)
     order = fold_order(versions, source.fragments)
@@ -47,7 +47,8 @@ def compute(path: str, plan: partials.Plan, spec, fields: list[pa.Field], finger
     states: dict = {}
     lo, hi, rows_read = None, None, 0
     collected = []
-    for chunk, _ in source.read(order, fields):
+    aggregates = bool(custom_metrics.of_type(spec, "aggregate"))
+    for chunk in source.read(order, all_fields if aggregates else keys):
         cancelled()
         rows_read += chunk.num_rows
         found, _ = partials.compute(chunk, plan, con)
@@ -57,8 +58,8 @@ def compute(path: str, plan: partials.Plan, spec, fields: list[pa.Field], finger
             if valid.any():
                 lo = min(lo, int(ts[valid].min())) if lo is not None else int(ts[valid].min())
                 hi = max(hi, int(ts[valid].max())) if hi is not None else int(ts[valid].max())
-        if custom_metrics.of_type(spec, "aggregate"):
-            collected.append(chunk.append_column(START_COLUMN, pa.array(np.zeros(chunk.num_rows, np.int64))))
+        if aggregates:
+            collected.append(chunk.table.append_column(START_COLUMN, pa.array(np.zeros(chunk.num_rows, np.int64))))
     if lo is None:
         lo = hi = source.commit_timestamp_us()
     values = {}

@@ -27,7 +27,7 @@ def _numpy(column) -> np.ndarray:
 class QualityUpdater:
     """The label, prediction and probability values of one chunk, cut per group."""
 
-    def __init__(self, chunk: pa.Table, spec: MonitorSpec):
+    def __init__(self, chunk, spec: MonitorSpec):
         self.problem_type = spec.problem_type
         self.labels = _numpy(chunk.column(spec.label_col))
         self.predictions = _numpy(chunk.column(spec.prediction_col))

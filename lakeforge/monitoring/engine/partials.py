@@ -9,8 +9,9 @@ timestamp is null fall in no window.
 Everything is vectorised with numpy over the chunk: for each grouping, the rows are stably sorted by group
 (file, window, slice value, model), so a group's rows keep their order in the file; counts, sums and
 sums of squared deviations are `np.bincount`s over those sorted rows, which add each group's values one
-after the other in that order. So a file's partial state does not depend on which other files were read
-with it, and sums are bit-for-bit reproducible; we do not use DuckDB's SUM here, because with several
+after the other in that order. Large files are cut into pieces of PIECE_ROWS rows at fixed offsets, and
+a file's pieces are folded in order. So a file's partial state does not depend on which other files were
+read with it, and sums are bit-for-bit reproducible; we do not use DuckDB's SUM here, because with several
 threads its double sums are not deterministic. Min/max use `np.minimum.at`, t-digests take each group's
 contiguous slice of values in one `update(array)` call, HLL registers come from hll.per_group.
 """
@@ -18,6 +19,7 @@ contiguous slice of values in one `update(array)` call, HLL registers come from 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import duckdb
 import numpy as np
@@ -29,7 +31,7 @@ from lakeforge.errors import InvalidParameter
 from lakeforge.monitoring.engine import hll, windows
 from lakeforge.monitoring.engine.columns import CATEGORICAL, NUMERIC, Column
 from lakeforge.monitoring.engine.model_quality import QualityUpdater
-from lakeforge.monitoring.engine.scan import FILE_COLUMN
+from lakeforge.monitoring.engine.scan import FILE_COLUMN, Chunk
 from lakeforge.monitoring.engine.state import (
     LEN_NONE,
     NUMERIC_VALUE_CAP,
@@ -39,6 +41,10 @@ from lakeforge.monitoring.engine.state import (
     ValueCounts,
 )
 from lakeforge.monitoring.spec import MonitorSpec
+
+# Rows of a file are processed in pieces of this many, so that the per-column work arrays stay small; a
+# file's partial states are those of its pieces folded in order.
+PIECE_ROWS = 1 << 17
 
 
 @dataclass
@@ -88,12 +94,12 @@ def timestamps_us(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, valid
 
 
-def compute(chunk: pa.Table, plan: Plan, con: duckdb.DuckDBPyConnection) -> tuple[list[Partial], dict]:
+def compute(chunk: Chunk, plan: Plan, con: duckdb.DuckDBPyConnection) -> tuple[list[Partial], dict]:
     """Partial states of a chunk, and the windows each of its files has rows in ({file: {window key}};
-    complete only without a window filter)."""
+    complete only without a window filter). The profiled columns are read one at a time."""
     n = chunk.num_rows
     files = np.asarray(chunk.column(FILE_COLUMN).combine_chunks())
-    slices = _evaluate_slices(chunk, plan.slicing_exprs, con)
+    slices = _evaluate_slices(chunk.table, plan.slicing_exprs, con)
     models = _codes(chunk.column(plan.model_col)) if plan.model_col else None
 
     if plan.fixed_window:
@@ -106,6 +112,8 @@ def compute(chunk: pa.Table, plan: Plan, con: duckdb.DuckDBPyConnection) -> tupl
         ordinals = {g: windows.ordinals(g, ts) for g in granularities}
 
     groupings = []
+    file_codes = _dense(files, np.ones(n, bool))
+    pieces = _pieces(files)
     for g in granularities:
         mask = in_window
         if plan.window_filter is not None:
@@ -115,18 +123,20 @@ def compute(chunk: pa.Table, plan: Plan, con: duckdb.DuckDBPyConnection) -> tupl
         for s in [None, *range(len(slices))]:
             for per_model in ([False, True] if models is not None else [False]):
                 m = mask
-                parts = [_dense(files, mask), window_codes]
+                parts = [file_codes, window_codes]
                 if s is not None:
                     m = m & (slices[s][0] >= 0)
                     parts.append((slices[s][0], len(slices[s][1])))
                 if per_model:
                     m = m & (models[0] >= 0)
                     parts.append((models[0], len(models[1])))
-                groupings.append(_group(g, ordinals[g], s, per_model, np.flatnonzero(m), parts))
+                for a, b in pieces:
+                    rows = np.flatnonzero(m[a:b]) + a
+                    groupings.append(_group(g, ordinals[g], s, per_model, rows, parts))
 
     tables = [_GroupTable(gr, len(plan.columns)) for gr in groupings]
     for ci, column in enumerate(plan.columns):
-        values = _ColumnValues.of(chunk.column(column.name), column, con)
+        values = _ColumnValues.of(chunk.column(pa.field(column.name, column.arrow)), column, con)
         for table in tables:
             table.add_column(ci, values)
     if plan.quality is not None:
@@ -142,6 +152,16 @@ def compute(chunk: pa.Table, plan: Plan, con: duckdb.DuckDBPyConnection) -> tupl
             for p in found:
                 touched.setdefault(p.file, set()).add(p.window)
     return partials, touched
+
+
+def _pieces(files: np.ndarray) -> list[tuple[int, int]]:
+    """Row ranges of at most PIECE_ROWS rows, each within one file, cut at fixed offsets from the file's
+    first row: a file is always cut the same way, whichever files it is read with."""
+    bounds = np.flatnonzero(np.concatenate([[True], files[1:] != files[:-1], [True]])).tolist()
+    pieces = []
+    for start, end in pairwise(bounds):
+        pieces += [(a, min(a + PIECE_ROWS, end)) for a in range(start, end, PIECE_ROWS)]
+    return pieces
 
 
 def _dense(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:

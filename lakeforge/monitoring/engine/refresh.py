@@ -47,7 +47,7 @@ from lakeforge.monitoring.engine.profile import (
     profile_rows,
     window_struct,
 )
-from lakeforge.monitoring.engine.scan import SourceTable, fold_order
+from lakeforge.monitoring.engine.scan import SourceTable, fold_order, referenced_columns
 from lakeforge.monitoring.engine.state import fold
 from lakeforge.monitoring.engine.state_store import (
     FORMAT,
@@ -104,6 +104,11 @@ class _Refresh:
                               spec.problem_type if self.inference else None)
         self.rows_read = 0
         self.loaded: dict = {}
+        # read with every chunk: what grouping and model quality need; profiled columns come one by one
+        wanted = {spec.timestamp_col, self.model_col, *referenced_columns(spec.slicing_exprs, self.source.schema)}
+        if self.plan.quality is not None:
+            wanted |= {spec.label_col, spec.prediction_col, spec.prediction_proba_col}
+        self.keys = [f for f in self.source.schema if f.name in wanted]
 
     # ---- driver ----
 
@@ -160,7 +165,7 @@ class _Refresh:
             self.baseline_name = old.baseline[1]
             return state
         self.report(0.02, "profiling the baseline table")
-        state = baselines.compute(self.baseline_path, self.plan, self.spec, list(self.source.schema),
+        state = baselines.compute(self.baseline_path, self.plan, self.spec, self.keys, list(self.source.schema),
                                   self.fingerprint, self.con, self.check)
         self.baseline_name = self.store.save(state)
         return state
@@ -254,9 +259,10 @@ class _Refresh:
             plan = partials.Plan(**{**plan.__dict__, "window_filter": window_filter})
         touched: dict = {}
         offset = 0  # FILE_COLUMN indexes `paths`
-        for chunk, names in self.source.read(paths, list(self.source.schema)):
+        for chunk in self.source.read(paths, self.keys):
             self.check()
             self.rows_read += chunk.num_rows
+            names = chunk.paths
             found, windows_of = partials.compute(chunk, plan, self.con)
             for window in {p.window for p in found}:
                 if window not in self.states:  # continue the fold of a window the state knows
@@ -353,9 +359,10 @@ class _Refresh:
         paths = order if entries is None else [p for p in order if entries[p].windows & touched]
         collected = []
         granularities = sorted(by_granularity)
-        for chunk, _ in self.source.read(paths, list(self.source.schema)):
+        for chunk in self.source.read(paths, list(self.source.schema)):
             self.check()
             self.rows_read += chunk.num_rows
+            chunk = chunk.table
             if self.plan.fixed_window:
                 starts = {granularities[0]: np.full(chunk.num_rows, self.plan.fixed_window[1], np.int64)}
                 valid = np.ones(chunk.num_rows, bool)

@@ -16,10 +16,12 @@ from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
+import sqlglot
 from deltalake import DeltaTable
+from sqlglot import exp
 
 FILE_COLUMN = "__lf_file"        # position of the row's file in the fold order of the files read
-CHUNK_ROWS = 1 << 20             # files are read together until a chunk holds about this many rows
+CHUNK_ROWS = 1 << 18             # files are read together until a chunk holds about this many rows
 
 
 class SourceTable:
@@ -70,26 +72,61 @@ class SourceTable:
                 new.add(path)
         return versions, new
 
-    def read(self, paths: list[str], columns: list[pa.Field]) -> Iterator[tuple[pa.Table, list[str]]]:
-        """Rows of `paths` (in the given fold order), as chunks of whole files with a FILE_COLUMN that
-        indexes `paths`; yields (chunk, the paths in it). Columns the table lacks (a baseline without the
-        timestamp column, say) are read as nulls of the given type."""
-        present = [f.name for f in columns if self.schema.get_field_index(f.name) >= 0]
-        absent = [f for f in columns if self.schema.get_field_index(f.name) < 0]
+    def read(self, paths: list[str], columns: list[pa.Field]) -> Iterator[Chunk]:
+        """Rows of `paths` (in the given fold order) as chunks of whole files, with `columns` read and a
+        FILE_COLUMN indexing `paths`; any other column is read on demand, one at a time (Chunk.column),
+        so a refresh never holds the decoded table whole. Columns the table lacks (a baseline without
+        the timestamp column, say) read as nulls of the given type."""
         parts, names, rows = [], [], 0
         for i, path in enumerate(paths):
-            table = self.fragments[path].to_table(schema=self.dataset.schema, columns=present)
-            for f in absent:
-                table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+            table = self._columns(path, columns)
             table = table.append_column(FILE_COLUMN, pa.array(np.full(table.num_rows, i, np.int32)))
             parts.append(table)
             names.append(path)
             rows += table.num_rows
             if rows >= CHUNK_ROWS:
-                yield pa.concat_tables(parts), names
+                yield Chunk(self, pa.concat_tables(parts), names)
                 parts, names, rows = [], [], 0
         if parts:
-            yield pa.concat_tables(parts), names
+            yield Chunk(self, pa.concat_tables(parts), names)
+
+    def _columns(self, path: str, columns: list[pa.Field]) -> pa.Table:
+        present = [f.name for f in columns if self.schema.get_field_index(f.name) >= 0]
+        fragment = self.fragments[path]
+        table = fragment.to_table(schema=self.dataset.schema, columns=present)
+        for f in columns:
+            if f.name not in present:
+                table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+        return table.select([f.name for f in columns])
+
+
+def referenced_columns(exprs, schema: pa.Schema) -> set[str]:
+    """Columns of `schema` that SQL expressions may read: every identifier in them that names a column
+    (all columns when one does not parse)."""
+    names: set[str] = set()
+    for expr in exprs:
+        try:
+            tree = sqlglot.parse_one(expr, read="duckdb")
+        except sqlglot.errors.SqlglotError:
+            return set(schema.names)
+        names |= {i.name for i in tree.find_all(exp.Identifier)}
+    lowered = {n.lower() for n in names}
+    return {n for n in schema.names if n in names or n.lower() in lowered}
+
+
+class Chunk:
+    """Rows of whole files: the columns read up front, the others on demand."""
+
+    def __init__(self, source: SourceTable, table: pa.Table, paths: list[str]):
+        self.source, self.table, self.paths = source, table, paths
+        self.num_rows = table.num_rows
+
+    def column(self, f: pa.Field | str) -> pa.ChunkedArray:
+        name = f if isinstance(f, str) else f.name
+        if name in self.table.column_names:
+            return self.table.column(name)
+        parts = [self.source._columns(path, [f]).column(0) for path in self.paths]
+        return pa.chunked_array([c for part in parts for c in part.chunks], type=parts[0].type)
 
 
 def fold_order(versions: dict[str, int], paths) -> list[str]:
