@@ -266,6 +266,27 @@ def test_payload_shapes_probabilities_and_malformed_rows(server: Server, serving
     assert split_prediction([0.5, 0.7]) == ('[0.5,0.7]', None)  # not probabilities: kept as JSON text
 
 
+def test_registered_on_an_empty_payload_table_the_first_rows_set_the_columns(server: Server, serving_models):
+    schema = serving_models.schema
+    tag = uuid.uuid4().hex[:6]
+    source, target = f"{schema}.empty_{tag}_payload", f"{schema}.empty_log_{tag}"
+    with server.client() as c:
+        _write(c, source, _payload([]))
+        r = c.post(LOGS, json={"payload_table": source, "target_table": target})
+        assert r.status_code == 200, r.text
+        assert r.json()["sync"]["rows_appended"] == 0 and r.json()["state"]["num_rows"] == 0
+        _write(c, source, _payload([{"databricks_request_id": "first", "request": json.dumps(
+            {"dataframe_records": [{"city": "Oslo", "n": 3}]}), "response": '{"predictions": ["yes"]}'}]))
+        assert _sync(c, target)["rows_appended"] == 1
+        flat = DeltaTable(str(_path(c, target)))
+        types = {f.name: f.type for f in pa.schema(flat.schema().to_arrow())}
+        assert types["city"] == pa.string() and types["n"] == pa.int64()
+        assert types["prediction"] == pa.string() and types["label"] == pa.string()  # not the empty table's double
+        assert flat.to_pyarrow_table().to_pylist()[0]["prediction"] == "yes"
+        columns = [col["name"] for col in c.get(f"{UC}/tables/{target}").json()["columns"]]
+        assert columns == list(types)
+
+
 def test_event_time_from_a_request_column(server: Server, serving_models):
     schema = serving_models.schema
     tag = uuid.uuid4().hex[:6]
