@@ -17,10 +17,11 @@ from deltalake import DeltaTable, write_deltalake
 from scipy.stats import chi2_contingency
 from sklearn import metrics as skm
 
-from lakeforge.errors import InvalidParameter
+from lakeforge.errors import InvalidParameter, ResourceConflict
 from lakeforge.monitoring import engine, tables
 from lakeforge.monitoring.engine import hll
 from lakeforge.monitoring.engine.output import MetricTable
+from lakeforge.monitoring.engine.state_store import StateStore
 from lakeforge.monitoring.spec import CustomMetric, MonitorSpec
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -473,8 +474,10 @@ def test_incremental_refreshes_equal_full_ones(tmp_path, kind):
     write_deltalake(str(src), late, mode="append")
     granularities = len(spec.granularities)
     check(expect_windows=granularities)                                          # only its windows
+    versions = incremental.versions()
     nothing = incremental.refresh()
-    assert (nothing.windows_recomputed, nothing.rows_read) == (0, 0)
+    assert (nothing.windows_recomputed, nothing.rows_read, nothing.full) == (0, 0, False)
+    assert incremental.versions() == versions  # no change, no commit
 
 
 def test_emptied_window_keeps_count_zero_rows(tmp_path):
@@ -554,6 +557,27 @@ def test_new_monitor_version_recomputes(tmp_path):
     result = monitor.refresh()
     assert result.full and result.windows_recomputed == 3
     assert {r["monitor_version"] for r in monitor.profile()} == {2}
+
+
+def test_one_refresh_at_a_time_and_foreign_writes_force_a_full_refresh(tmp_path):
+    src = tmp_path / "src"
+    write_deltalake(str(src), frame(97, 300), mode="append")
+    spec = MonitorSpec(profile_type="time_series", timestamp_col="ts", granularities=("1 day",))
+    monitor = Monitor(tmp_path / "m", src, spec)
+    monitor.refresh()
+    with StateStore(monitor.state).lock(), pytest.raises(ResourceConflict, match="Another refresh"):
+        monitor.refresh()
+    rows = DeltaTable(str(monitor.profile_path)).to_pyarrow_table()
+    write_deltalake(str(monitor.profile_path), rows.slice(0, 3), mode="overwrite")  # someone else wrote
+    assert monitor.refresh().full
+    assert len(monitor.profile()) == rows.num_rows
+
+
+def test_missing_column_is_invalid_parameter(tmp_path):
+    write_deltalake(str(tmp_path / "src"), frame(98, 50))
+    spec = MonitorSpec(profile_type="time_series", timestamp_col="event_time", granularities=("1 day",))
+    with pytest.raises(InvalidParameter, match="timestamp_col column 'event_time' not found"):
+        Monitor(tmp_path / "m", tmp_path / "src", spec).refresh()
 
 
 def test_bad_slicing_expression_is_invalid_parameter(tmp_path):

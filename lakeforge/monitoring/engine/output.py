@@ -28,6 +28,21 @@ class MetricTable:
         self.written = True
         write_deltalake(self.path, conform(rows, self.schema), mode="overwrite", schema_mode="overwrite")
 
+    def holds(self, version: int | None) -> bool:
+        """Whether the table still has what this engine wrote at `version`: nothing committed since, or
+        only the restore of a failed refresh back to it."""
+        if version is None or self.version_before == version:
+            return version is not None
+        last = DeltaTable(self.path).history(1)
+        return bool(last) and self.version_before == last[0].get("version") and last[0].get("operation") == "RESTORE" \
+            and str(last[0].get("operationParameters", {}).get("version")) == str(version)
+
+    def version_after(self) -> int:
+        return DeltaTable(self.path).version() if self.written else self.version_before
+
+    def count(self) -> int:
+        return DeltaTable(self.path).to_pyarrow_dataset().count_rows()
+
     def restore(self) -> None:
         if not self.written:
             return

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakeforge import clock
+from lakeforge.errors import InvalidParameter
 from lakeforge.monitoring import tables
 from lakeforge.monitoring.engine import baseline as baselines
 from lakeforge.monitoring.engine import custom_metrics, model_quality, partials, windows
@@ -109,10 +110,27 @@ class _Refresh:
         if self.plan.quality is not None:
             wanted |= {spec.label_col, spec.prediction_col, spec.prediction_proba_col}
         self.keys = [f for f in self.source.schema if f.name in wanted]
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """The columns the configuration names must still be in the table (its schema may have changed)."""
+        spec, roles = self.spec, []
+        if spec.profile_type != SNAPSHOT:
+            roles.append(("timestamp_col", spec.timestamp_col))
+        if self.inference:
+            roles += [("model_id_col", spec.model_id_col), ("prediction_col", spec.prediction_col),
+                      ("label_col", spec.label_col), ("prediction_proba_col", spec.prediction_proba_col)]
+        for role, name in roles:
+            if name and self.source.schema.get_field_index(name) < 0:
+                raise InvalidParameter(f"{role} column '{name}' not found in the table")
 
     # ---- driver ----
 
     def run(self) -> RefreshResult:
+        with self.store.lock():
+            return self._run()
+
+    def _run(self) -> RefreshResult:
         self.con = duckdb.connect()
         try:
             self.con.execute("SET enable_external_access = false")
@@ -120,6 +138,8 @@ class _Refresh:
             old = self.store.manifest()
             if old is not None and old.source_version > self.source.version:
                 old = None  # the table was replaced by a younger one
+            if old is not None and not (self.profile.holds(old.tables[0]) and self.drift.holds(old.tables[1])):
+                self.force_full = True  # the metric tables were written by someone else since: rebuild them
             self.old = old
             self.baseline = self._baseline(old)
             if self.spec.profile_type == SNAPSHOT:
@@ -131,6 +151,7 @@ class _Refresh:
             if profile is not None:
                 self.profile.replace(profile)
                 self.drift.replace(drift)
+            manifest.tables = (self.profile.version_after(), self.drift.version_after())
             self.store.commit(manifest)
             self.report(1.0, "done")
             return result
@@ -238,6 +259,11 @@ class _Refresh:
                 self._drift(new_drift, ref_models, g, current, self.baseline.groups, tables.BASELINE_DRIFT,
                             window_struct(g, start), self.baseline.span)
 
+        if incremental and not touched:  # nothing changed: the metric tables stay as they are
+            manifest = Manifest(self.fingerprint, self.source.version, entries, dict(old.windows), old.baseline)
+            result = RefreshResult(self.source.version, False, self.rows_read, 0, self.profile.count(),
+                                   self.drift.count())
+            return result, manifest, None, None
         keep_profile = keep_drift = None
         if incremental:
             keep_profile = lambda g, s, t: t == tables.INPUT and (g, s) not in touched

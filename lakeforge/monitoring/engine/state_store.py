@@ -12,14 +12,19 @@ The files are pickles written and read only by the engine, in a directory no one
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT = 1
+from lakeforge.errors import ResourceConflict
+
+FORMAT = 2
 MANIFEST = "manifest.pkl"
+LOCK = "refresh.lock"
 
 WindowKey = tuple[str, int]           # (granularity, window start in epoch microseconds)
 GroupKey = tuple[str | None, str | None, str | None]  # (slice_key, slice_value, model id)
@@ -39,6 +44,7 @@ class Manifest:
     windows: dict[WindowKey, str] = field(default_factory=dict)   # window -> state file name
     baseline: tuple[str, str] | None = None   # (baseline cache key, state file name)
     snapshot: tuple[int, str] | None = None   # the last snapshot: (window start, state file name)
+    tables: tuple = (None, None)              # versions of the profile and drift tables this state wrote
     format: int = FORMAT
 
 
@@ -47,6 +53,19 @@ class StateStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._written: list[str] = []
+
+    @contextmanager
+    def lock(self):
+        """One refresh at a time per monitor: a second one fails at once instead of racing the first."""
+        with (self.root / LOCK).open("a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ResourceConflict("Another refresh of this monitor is running") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def manifest(self) -> Manifest | None:
         path = self.root / MANIFEST
