@@ -87,7 +87,9 @@ def champion(ws: Workspace, progress: Progress) -> str:
     if current is not None:
         ws.report["champion"] = current
         return f"{MODEL}@champion is version {current} (reused)"
-    version = tagged_version(client, "demo.role", "first-champion")
+    # The alias is gone: it goes back to the promoted challenger, else the first champion.
+    version = tagged_version(client, "demo.decision", "promoted") or \
+        tagged_version(client, "demo.role", "first-champion")
     if version is None:
         progress(0.1, f"reading {CUSTOMERS}")
         frame = ws.lf.tables.read(CUSTOMERS).to_pandas()
