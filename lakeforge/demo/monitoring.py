@@ -8,7 +8,7 @@ scored by the model that served the traffic. Its request ids are left empty, so 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -84,7 +84,7 @@ def monitor(ws: Workspace, progress: Progress) -> str:
     metrics = ws.sql(f"SELECT count(*) AS n FROM {info['profile_metrics_table_name']}")[0]["n"]
     if not metrics:
         raise DemoError(f"the monitor of {INFERENCE} has no metrics in {info['profile_metrics_table_name']}")
-    drifted, in_slices = drifted_columns(ws)
+    drifted, in_slices, later = drifted_columns(ws)
     if not drifted:
         raise DemoError(f"the alert '{ALERT}' found no drifted column (js_distance > {DRIFT_THRESHOLD}); "
                         f"see lakeforge monitor breaches {INFERENCE}")
@@ -95,24 +95,30 @@ def monitor(ws: Workspace, progress: Progress) -> str:
     ws.report["drift_since"] = since.date().isoformat() if since else None
     listing = ", ".join(f"{c} (from {when:%b %d})" for c, when in drifted.items())
     return (f"inference_log monitor, {metrics} profile metric rows ({refreshed}, {baseline_note}); "
-            f"alert '{ALERT}' fired on: {listing}; {in_slices} more breaches in '{SLICE}' slices")
+            f"alert '{ALERT}' fired on: {listing}; {in_slices} more breaches in '{SLICE}' slices"
+            + (f", {later} in windows after the replayed days" if later else ""))
 
 
-def drifted_columns(ws: Workspace) -> tuple[dict[str, datetime], int]:
-    """Columns the drift alert fired on for the whole table, each with the first window it fired in,
-    and how many breaches it found in slices (small slices are noisier: read them with care)."""
+def drifted_columns(ws: Workspace) -> tuple[dict[str, datetime], int, int]:
+    """Columns the drift alert fired on for the whole table in the replayed days, each with the first
+    window it fired in; and how many other breaches it found: in slices (small slices are noisier),
+    and in later windows (requests sent to the endpoint since, e.g. while following the Tour: a window
+    of a handful of rows differs from any baseline)."""
     first: dict[str, datetime] = {}
-    in_slices = 0
+    in_slices = later = 0
+    end = ws.first_day + timedelta(days=ws.shape.days)
     for b in ws.lf.monitors.breaches(INFERENCE):
         if b.get("alert_name") != ALERT or not b.get("column_name"):
             continue
-        if b.get("slice_key") is not None:
-            in_slices += 1
-            continue
         start = datetime.fromtimestamp(b["window"]["start"] / 1000, UTC)
-        column = b["column_name"]
-        first[column] = min(first.get(column, start), start)
-    return dict(sorted(first.items(), key=lambda item: (item[1], item[0]))), in_slices
+        if start >= end:
+            later += 1
+        elif b.get("slice_key") is not None:
+            in_slices += 1
+        else:
+            column = b["column_name"]
+            first[column] = min(first.get(column, start), start)
+    return dict(sorted(first.items(), key=lambda item: (item[1], item[0]))), in_slices, later
 
 
 def _baseline(ws: Workspace) -> str:
