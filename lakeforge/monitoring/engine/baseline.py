@@ -38,8 +38,8 @@ def cache_key(path: str, version: int, fingerprint: str) -> str:
     return hashlib.sha256(f"{os.path.abspath(path)}\0{version}\0{fingerprint}".encode()).hexdigest()
 
 
-def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], all_fields: list[pa.Field],
-            fingerprint: str, con, cancelled) -> BaselineState:
+def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], profiled: list[pa.Field],
+            all_fields: list[pa.Field], fingerprint: str, con, cancelled) -> BaselineState:
     source = SourceTable(path)
     versions, _ = source.file_versions({}, -1)
     order = fold_order(versions, source.fragments)
@@ -48,7 +48,7 @@ def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], all_fiel
     lo, hi, rows_read = None, None, 0
     collected = []
     aggregates = bool(custom_metrics.of_type(spec, "aggregate"))
-    for chunk in source.read(order, all_fields if aggregates else keys):
+    for chunk in source.read(order, all_fields if aggregates else keys, profiled):
         cancelled()
         rows_read += chunk.num_rows
         found, _ = partials.compute(chunk, plan, con)

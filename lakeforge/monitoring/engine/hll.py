@@ -37,11 +37,14 @@ class HLL:
     @classmethod
     def of(cls, idx: np.ndarray, rank: np.ndarray) -> HLL:
         """From unique sorted register indexes and their ranks."""
+        h = cls.__new__(cls)
         if len(idx) > _SPARSE_LIMIT:
-            dense = np.zeros(M, np.uint8)
-            dense[idx] = rank
-            return cls(dense=dense)
-        return cls(idx=idx.astype(np.uint16), rank=rank.astype(np.uint8))
+            h.dense = np.zeros(M, np.uint8)
+            h.dense[idx] = rank
+            h.idx = h.rank = None
+        else:
+            h.dense, h.idx, h.rank = None, idx.astype(np.uint16, copy=False), rank.astype(np.uint8, copy=False)
+        return h
 
     def registers(self) -> np.ndarray:
         if self.dense is not None:
@@ -52,13 +55,16 @@ class HLL:
 
     def merge(self, other: HLL) -> HLL:
         if self.dense is None and other.dense is None:
-            idx = np.concatenate([self.idx, other.idx]).astype(np.int64)
-            rank = np.concatenate([self.rank, other.rank])
-            order = np.lexsort((rank, idx))
-            idx, rank = idx[order], rank[order]
-            last = np.ones(len(idx), bool)
+            if not len(other.idx) or not len(self.idx):
+                return self if len(self.idx) else other  # registers are never modified in place
+            # one sort of (index, rank) keys; the last key of each index holds its largest rank
+            keys = np.sort(np.concatenate([(self.idx.astype(np.uint32) << 8) | self.rank,
+                                           (other.idx.astype(np.uint32) << 8) | other.rank]))
+            idx = keys >> 8
+            last = np.empty(len(keys), bool)
             last[:-1] = idx[1:] != idx[:-1]
-            return HLL.of(idx[last], rank[last])
+            last[-1] = True
+            return HLL.of(idx[last], (keys[last] & 0xFF))
         return HLL(dense=np.maximum(self.registers(), other.registers()))
 
     def estimate(self) -> float:
@@ -82,6 +88,9 @@ class HLL:
         self.dense, self.idx, self.rank = state
 
 
+EMPTY = HLL()  # registers are never changed in place, so one empty HLL serves every group
+
+
 def positions(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Register index (top P bits) and rank (leading zeros of the other 52 bits, plus one) of each hash."""
     hashes = np.asarray(hashes, dtype=np.uint64)
@@ -94,7 +103,7 @@ def positions(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def per_group(gid: np.ndarray, idx: np.ndarray, rank: np.ndarray, n_groups: int) -> list[HLL]:
     """One HLL per group id 0..n_groups-1 from the rows' group ids and register positions."""
-    result = [HLL() for _ in range(n_groups)]
+    result = [EMPTY] * n_groups
     if len(gid) == 0:
         return result
     if len(gid) >= n_groups * M // 64:  # many rows per group: a dense work area, np.maximum.at

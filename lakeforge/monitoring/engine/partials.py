@@ -155,12 +155,19 @@ def compute(chunk: Chunk, plan: Plan, con: duckdb.DuckDBPyConnection) -> tuple[l
 
 
 def _pieces(files: np.ndarray) -> list[tuple[int, int]]:
-    """Row ranges of at most PIECE_ROWS rows, each within one file, cut at fixed offsets from the file's
-    first row: a file is always cut the same way, whichever files it is read with."""
+    """Row ranges of about PIECE_ROWS rows: small files together, a larger file alone, cut at fixed offsets
+    from its first row. Either way a file's rows are cut the same way whichever files it is read with,
+    and its partial states (grouped by file) do not depend on the files beside it."""
     bounds = np.flatnonzero(np.concatenate([[True], files[1:] != files[:-1], [True]])).tolist()
-    pieces = []
+    pieces: list[tuple[int, int]] = []
     for start, end in pairwise(bounds):
-        pieces += [(a, min(a + PIECE_ROWS, end)) for a in range(start, end, PIECE_ROWS)]
+        if end - start > PIECE_ROWS:
+            pieces += [(a, min(a + PIECE_ROWS, end)) for a in range(start, end, PIECE_ROWS)]
+        elif pieces and pieces[-1][1] == start and end - pieces[-1][0] <= PIECE_ROWS \
+                and pieces[-1][1] - pieces[-1][0] < PIECE_ROWS:
+            pieces[-1] = (pieces[-1][0], end)
+        else:
+            pieces.append((start, end))
     return pieces
 
 
@@ -382,7 +389,7 @@ class _GroupTable:
                 zeros=self.zeros_[k].copy(), n=self.n[k].copy(), mean=self.mean[k].copy(), m2=self.m2[k].copy(),
                 vmin=self.vmin[k].copy(), vmax=self.vmax[k].copy(), len_min=self.len_min[k].copy(),
                 len_max=self.len_max[k].copy(), len_sum=self.len_sum[k].copy(),
-                hll=[h if h is not None else hll.HLL() for h in self.hll[k]],
+                hll=[h if h is not None else hll.EMPTY for h in self.hll[k]],
                 digest=self.digest[k], counts=self.counts[k], values=self.values[k], quality=self.quality[k])
             result.append(Partial(int(files[row]), window_keys[k], (slice_key, slice_value, model), state))
         return result

@@ -33,7 +33,7 @@ from lakeforge.monitoring.engine.state import (
     LEN_NONE,
     GroupState,
     distinct,
-    exact_quantile,
+    exact_quantiles,
     stddev,
 )
 
@@ -125,8 +125,8 @@ def column_row(column: Column, state: GroupState, i: int) -> dict:
             row.update(avg=float(state.mean[i]), stddev=None if np.isnan(sd) else sd,
                        min=float(state.vmin[i]), max=float(state.vmax[i]))
         if state.values[i]:  # few distinct values: exact
-            quantiles = [exact_quantile(state.values[i], q) for q in tables.QUANTILES]
-            row.update(quantiles=quantiles, median=exact_quantile(state.values[i], 0.5))
+            *quantiles, median = exact_quantiles(state.values[i], [*tables.QUANTILES, 0.5])
+            row.update(quantiles=quantiles, median=median)
         elif state.digest[i] is not None:
             digest = tdigest_double.deserialize(state.digest[i])
             quantiles = [_quantile(digest, q, state, i) for q in tables.QUANTILES]

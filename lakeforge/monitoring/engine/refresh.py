@@ -110,6 +110,7 @@ class _Refresh:
         if self.plan.quality is not None:
             wanted |= {spec.label_col, spec.prediction_col, spec.prediction_proba_col}
         self.keys = [f for f in self.source.schema if f.name in wanted]
+        self.profiled = [pa.field(c.name, c.arrow) for c in self.columns]
         self._check_columns()
 
     def _check_columns(self) -> None:
@@ -186,8 +187,8 @@ class _Refresh:
             self.baseline_name = old.baseline[1]
             return state
         self.report(0.02, "profiling the baseline table")
-        state = baselines.compute(self.baseline_path, self.plan, self.spec, self.keys, list(self.source.schema),
-                                  self.fingerprint, self.con, self.check)
+        state = baselines.compute(self.baseline_path, self.plan, self.spec, self.keys, self.profiled,
+                                  list(self.source.schema), self.fingerprint, self.con, self.check)
         self.baseline_name = self.store.save(state)
         return state
 
@@ -285,7 +286,7 @@ class _Refresh:
             plan = partials.Plan(**{**plan.__dict__, "window_filter": window_filter})
         touched: dict = {}
         offset = 0  # FILE_COLUMN indexes `paths`
-        for chunk in self.source.read(paths, self.keys):
+        for chunk in self.source.read(paths, self.keys, self.profiled):
             self.check()
             self.rows_read += chunk.num_rows
             names = chunk.paths

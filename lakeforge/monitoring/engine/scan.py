@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 from sqlglot import exp
 
 FILE_COLUMN = "__lf_file"        # position of the row's file in the fold order of the files read
+SMALL_FILE_ROWS = 1 << 15       # files with fewer rows are read whole at once
 CHUNK_ROWS = 1 << 18             # files are read together until a chunk holds about this many rows
 
 
@@ -34,6 +35,9 @@ class SourceTable:
         self.dataset = self.table.to_pyarrow_dataset()
         self.schema: pa.Schema = self.dataset.schema
         self.fragments = {f.path: f for f in self.dataset.get_fragments()}
+        actions = pa.table(self.table.get_add_actions(flatten=True))
+        self.num_records = dict(zip((unquote(p) for p in actions.column("path").to_pylist()),
+                                    actions.column("num_records").to_pylist()))
 
     def commit_timestamp_us(self) -> int:
         for entry in self.table.history(1):
@@ -72,23 +76,26 @@ class SourceTable:
                 new.add(path)
         return versions, new
 
-    def read(self, paths: list[str], columns: list[pa.Field]) -> Iterator[Chunk]:
+    def read(self, paths: list[str], columns: list[pa.Field], others: list[pa.Field] = ()) -> Iterator[Chunk]:
         """Rows of `paths` (in the given fold order) as chunks of whole files, with `columns` read and a
-        FILE_COLUMN indexing `paths`; any other column is read on demand, one at a time (Chunk.column),
-        so a refresh never holds the decoded table whole. Columns the table lacks (a baseline without
-        the timestamp column, say) read as nulls of the given type."""
+        FILE_COLUMN indexing `paths`. The `others` are read on demand, one at a time (Chunk.column), so a
+        refresh never holds a large decoded table whole; small files are read whole at once instead
+        (opening a file per column would cost more than their rows). Columns the table lacks (a baseline
+        without the timestamp column, say) read as nulls of the given type."""
         parts, names, rows = [], [], 0
         for i, path in enumerate(paths):
-            table = self._columns(path, columns)
+            small = others and (self.num_records.get(path) or SMALL_FILE_ROWS) < SMALL_FILE_ROWS
+            wanted = columns + [f for f in others if f.name not in {c.name for c in columns}] if small else columns
+            table = self._columns(path, list(wanted))
             table = table.append_column(FILE_COLUMN, pa.array(np.full(table.num_rows, i, np.int32)))
             parts.append(table)
             names.append(path)
             rows += table.num_rows
             if rows >= CHUNK_ROWS:
-                yield Chunk(self, pa.concat_tables(parts), names)
+                yield Chunk(self, parts, names, [c.name for c in columns])
                 parts, names, rows = [], [], 0
         if parts:
-            yield Chunk(self, pa.concat_tables(parts), names)
+            yield Chunk(self, parts, names, [c.name for c in columns])
 
     def _columns(self, path: str, columns: list[pa.Field]) -> pa.Table:
         present = [f.name for f in columns if self.schema.get_field_index(f.name) >= 0]
@@ -115,18 +122,20 @@ def referenced_columns(exprs, schema: pa.Schema) -> set[str]:
 
 
 class Chunk:
-    """Rows of whole files: the columns read up front, the others on demand."""
+    """Rows of whole files: some columns read up front, the others on demand."""
 
-    def __init__(self, source: SourceTable, table: pa.Table, paths: list[str]):
-        self.source, self.table, self.paths = source, table, paths
-        self.num_rows = table.num_rows
+    def __init__(self, source: SourceTable, parts: list[pa.Table], paths: list[str], keys: list[str]):
+        self.source, self.parts, self.paths = source, parts, paths
+        self.table = pa.concat_tables([part.select([*keys, FILE_COLUMN]) for part in parts])
+        self.num_rows = self.table.num_rows
 
     def column(self, f: pa.Field | str) -> pa.ChunkedArray:
         name = f if isinstance(f, str) else f.name
         if name in self.table.column_names:
             return self.table.column(name)
-        parts = [self.source._columns(path, [f]).column(0) for path in self.paths]
-        return pa.chunked_array([c for part in parts for c in part.chunks], type=parts[0].type)
+        pieces = [part.column(name) if name in part.column_names else self.source._columns(path, [f]).column(0)
+                  for part, path in zip(self.parts, self.paths)]
+        return pa.chunked_array([c for piece in pieces for c in piece.chunks], type=pieces[0].type)
 
 
 def fold_order(versions: dict[str, int], paths) -> list[str]:

@@ -157,18 +157,21 @@ def distinct(state: GroupState, i: int) -> int:
     return round(state.hll[i].estimate())
 
 
-def exact_quantile(values: dict, q: float) -> float:
-    """The q-quantile of the counted values, interpolated linearly as numpy's default method."""
-    keys = np.array(sorted(values), dtype=np.float64)
-    counts = np.array([values[k] for k in sorted(values)], dtype=np.int64)
-    ends = np.cumsum(counts)  # sorted position (0-based) of each value's last copy is ends - 1
-    h = (ends[-1] - 1) * q
-    lo, hi = int(np.floor(h)), int(np.ceil(h))
-    x_lo = keys[np.searchsorted(ends, lo, side="right")]
-    x_hi = keys[np.searchsorted(ends, hi, side="right")]
-    t = h - lo
-    # numpy's lerp: from the nearer end, so that quantiles match np.quantile to the bit
-    return float(x_hi - (1 - t) * (x_hi - x_lo) if t >= 0.5 else x_lo + t * (x_hi - x_lo))
+def exact_quantiles(values: dict, qs) -> list[float]:
+    """Quantiles of the counted values, interpolated linearly as numpy's default method (bit for bit)."""
+    keys = sorted(values)
+    x = np.array(keys, dtype=np.float64)
+    ends = np.cumsum([values[k] for k in keys])  # sorted position of each value's last copy, plus one
+    result = []
+    for q in qs:
+        h = (ends[-1] - 1) * q
+        lo, hi = int(np.floor(h)), int(np.ceil(h))
+        x_lo = x[np.searchsorted(ends, lo, side="right")]
+        x_hi = x[np.searchsorted(ends, hi, side="right")]
+        t = h - lo
+        # numpy's lerp: from the nearer end
+        result.append(float(x_hi - (1 - t) * (x_hi - x_lo) if t >= 0.5 else x_lo + t * (x_hi - x_lo)))
+    return result
 
 
 Windows = dict  # window key -> {group key: GroupState}
