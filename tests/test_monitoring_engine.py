@@ -424,6 +424,34 @@ def test_custom_metrics(tmp_path):
     assert close(drift["squared_avg_delta"], (w1.z ** 2).mean() - (w0.z ** 2).mean(), rel=1e-9)
 
 
+def test_custom_drift_metric_per_model(tmp_path):
+    for i in range(2):
+        write_deltalake(str(tmp_path / "src"), inference_frame(25 + i, 600, "regression", START + i * DAY, 1),
+                        mode="append")
+    write_deltalake(str(tmp_path / "base"), inference_frame(27, 600, "regression", START - 7 * DAY, 7)
+                    .drop_columns(["model"]))  # a baseline without model ids: compared across all models
+    metrics = (CustomMetric("aggregate", "mean_error", (":table",), "avg({{prediction_col}} - {{label_col}})", "double"),
+               CustomMetric("drift", "mean_error_delta", (":table",),
+                            "{{current_df}}.mean_error - {{base_df}}.mean_error", "double"))
+    spec = MonitorSpec(profile_type="inference_log", timestamp_col="ts", granularities=("1 day",), model_id_col="model",
+                       prediction_col="prediction", label_col="label", problem_type="regression", custom_metrics=metrics)
+    monitor = Monitor(tmp_path / "m", tmp_path / "src", spec, baseline=tmp_path / "base")
+    monitor.refresh()
+    profile = monitor.profile()
+
+    def value(model, start, log_type=tables.INPUT):
+        return one(profile, column_name=":table", slice_key=None, model=model, log_type=log_type,
+                   **({"window": {"start": start, "end": start + DAY}} if log_type == tables.INPUT else {}))["mean_error"]
+
+    for model in ("m1", "m2", None):
+        consecutive = one(monitor.drift(), column_name=":table", slice_key=None, model=model,
+                          drift_type=tables.CONSECUTIVE)
+        assert close(consecutive["mean_error_delta"], value(model, START + DAY) - value(model, START), rel=1e-9)
+        baseline = one(monitor.drift(), column_name=":table", slice_key=None, model=model,
+                       drift_type=tables.BASELINE_DRIFT, window={"start": START, "end": START + DAY})
+        assert close(baseline["mean_error_delta"], value(model, START) - value(None, None, tables.BASELINE), rel=1e-9)
+
+
 # ---- incremental == full ----
 
 SPECS = {

@@ -26,14 +26,17 @@ from lakeforge.monitoring.engine.columns import CATEGORICAL, NUMERIC
 from lakeforge.monitoring.engine.profile import RowContext, visible_groups
 from lakeforge.monitoring.engine.state import GroupState, distinct
 
+REFERENCE_MODEL = "__lf_ref_model"
+
 
 def drift_rows(ctx: RowContext, granularity: str, current: dict, reference: dict, *, drift_type: str,
                window: dict, window_cmp: dict, version: int, fall_back_to_all_models: bool = False) -> list[dict]:
     rows = []
     for key in visible_groups(current):
-        ref = reference.get(key)
-        if ref is None and fall_back_to_all_models and key[2] is not None:
-            ref = reference.get((key[0], key[1], None))
+        ref_key = key
+        if ref_key not in reference and fall_back_to_all_models and key[2] is not None:
+            ref_key = (key[0], key[1], None)
+        ref = reference.get(ref_key)
         if ref is None:
             continue
         cur = current[key]
@@ -42,6 +45,7 @@ def drift_rows(ctx: RowContext, granularity: str, current: dict, reference: dict
                 "logging_table_commit_version": version}
         if ctx.model_col:
             base[ctx.model_col] = key[2]
+            base[REFERENCE_MODEL] = ref_key[2]  # which reference group was compared (custom drift metrics)
         rows.append({**base, **_table_drift(ctx, cur, ref)})
         for i, column in enumerate(ctx.columns):
             rows.append({**base, "column_name": column.name, "data_type": column.data_type,

@@ -40,7 +40,7 @@ from lakeforge.monitoring import tables
 from lakeforge.monitoring.engine import baseline as baselines
 from lakeforge.monitoring.engine import custom_metrics, model_quality, partials, windows
 from lakeforge.monitoring.engine.columns import profiled_columns
-from lakeforge.monitoring.engine.drift import drift_rows
+from lakeforge.monitoring.engine.drift import REFERENCE_MODEL, drift_rows
 from lakeforge.monitoring.engine.output import MetricTable, rows_to_table
 from lakeforge.monitoring.engine.profile import (
     RowContext,
@@ -365,7 +365,7 @@ class _Refresh:
                           window_cmp=window_cmp, version=self.source.version,
                           fall_back_to_all_models=drift_type == tables.BASELINE_DRIFT)
         for row in rows:
-            ref_models.append(row.pop("__lf_ref_model", None))
+            ref_models.append(row.pop(REFERENCE_MODEL, None))
         out.extend(rows)
 
     def _tables(self, new_profile, new_drift, ref_models, keep_profile, keep_drift) -> tuple[pa.Table, pa.Table]:
