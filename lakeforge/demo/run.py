@@ -103,9 +103,11 @@ def _where_to_look(ws: Workspace, console: Console, elapsed: float) -> None:
               f"  export LAKEFORGE_HOST={url} LAKEFORGE_TOKEN=$(cat {token})",
               f"  .venv/bin/lakeforge models versions {MODEL}",
               f"  .venv/bin/lakeforge serving get {ENDPOINT}",
-              f"  .venv/bin/lakeforge sql \"SELECT date, count(*) FROM {PAYLOAD} GROUP BY 1 ORDER BY 1\""]
+              (f"  .venv/bin/lakeforge sql \"SELECT CAST(timestamp AS DATE) AS day, count(*) AS customers, "
+              f"avg(prediction_proba) AS predicted, avg(label) AS churned FROM {INFERENCE} GROUP BY 1 ORDER BY 1\"")]
     if report.get("dashboard"):
-        lines.append(f"  .venv/bin/lakeforge monitor get {INFERENCE}")
+        lines += [f"  .venv/bin/lakeforge monitor get {INFERENCE}",
+                  f"  .venv/bin/lakeforge monitor breaches {INFERENCE}"]
     lines += ["", "Each step is explained in docs/tour.md. The server keeps running: Ctrl-C stops it."]
     console.print("\n".join(lines), highlight=False)
 
