@@ -1,12 +1,14 @@
 """HyperLogLog distinct counts, kept as numpy registers.
 
 `datasketches.hll_sketch` takes one Python call per value, far too slow for 25M values per refresh, so
-the registers are computed here, vectorised: each value's 64-bit hash (see `hashes`) picks a register by
-its top P bits and sets it to the rank of the rest (leading zeros + 1); a group's register is the
-maximum rank seen. Merging is the element-wise maximum, so a state depends only on the set of values,
-never on the order of merges. The estimate is the standard HyperLogLog estimator with the small-range
-(linear counting) correction; with P = 12 (4,096 registers) its relative standard error is about 1.6%.
-Registers of small groups are kept sparse (index, rank) and become dense when more than a quarter are set.
+the registers are computed here, vectorised. Each value's 64-bit hash (DuckDB's `hash()` of each
+distinct string of a chunk; `mix`, the splitmix64 finaliser, of the 64-bit form of numbers, dates and
+timestamps, -0.0 counted as 0.0) picks a register by its top P bits and sets it to the rank of the rest
+(leading zeros + 1); a group's register is the maximum rank seen (`np.maximum.at`). Merging is the
+element-wise maximum, so a state depends only on the set of values, never on the order of merges. The
+estimate is the standard HyperLogLog estimator with the small-range (linear counting) correction; with
+P = 12 (4,096 registers) its relative standard error is about 1.6%. Registers of small groups are kept
+sparse (index, rank) and become dense when more than a quarter are set.
 """
 
 from __future__ import annotations
