@@ -1,6 +1,6 @@
 """Monitoring statistics checked against scipy and scikit-learn on the same data: drift tests and
 distances (engine/stats.py), model quality (engine/quality.py), custom metrics (engine/custom.py) and
-config validation (engine/validate.py). Pure computation: no server.
+config validation (engine/validation.py). Pure computation: no server.
 
 Tolerances for t-digest based drift (k=200, the sketch the engine keeps per column and window):
 datasketches' t-digest CDF is within about 1e-3 in rank of the exact empirical CDF (mean 1e-4), and the
@@ -30,7 +30,7 @@ from lakeforge.errors import InvalidParameter
 from lakeforge.monitoring.engine import custom, stats
 from lakeforge.monitoring.engine.exactsum import exact_square_sum, exact_sum, to_float
 from lakeforge.monitoring.engine.quality import QualityState
-from lakeforge.monitoring.engine.validate import validate
+from lakeforge.monitoring.engine.validation import validate
 from lakeforge.monitoring.spec import CustomMetric, MonitorSpec
 
 RNG = np.random.default_rng(20261107)

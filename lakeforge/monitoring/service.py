@@ -196,11 +196,7 @@ class MonitoringService:
     def _validate(self, spec, table: SecurableRow, baseline: SecurableRow | None) -> None:
         schema = self._schema(table)
         baseline_schema = self._schema(baseline) if baseline is not None else None
-        check = engine().validate
-        # The package's validate() shares its name with the submodule engine/validate.py: once that is
-        # imported, the package attribute is the module. Call the function either way.
-        check = check if callable(check) else check.validate
-        check(spec, schema, baseline_schema)
+        engine().validate(spec, schema, baseline_schema)
 
     @staticmethod
     def _schema(row: SecurableRow):

@@ -17,7 +17,7 @@ from lakeforge.monitoring.spec import INFERENCE_LOG, MonitorSpec
 
 def validate(spec: MonitorSpec, schema: pa.Schema, baseline_schema: pa.Schema | None = None) -> None:
     """Raise lakeforge.errors.InvalidParameter naming the first problem of `spec` on a table of `schema`."""
-    from lakeforge.monitoring.engine.validate import validate as check
+    from lakeforge.monitoring.engine.validation import validate as check
     check(spec, schema, baseline_schema)
 
 
