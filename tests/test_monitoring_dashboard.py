@@ -208,8 +208,8 @@ def monitored(server):
             lf.monitors.create(name, output_schema=f"{catalog}.mon", profile="inference_log", timestamp_col="ts",
                                model_id_col=MODEL_COL, prediction_col="prediction", label_col="label",
                                prediction_proba_col="proba", problem_type="classification", slicing_exprs=["region"])
-        lf.monitors.refresh(table, timeout=300)
-        yield {"catalog": catalog, "table": table, "fresh": fresh}
+        refresh = lf.monitors.refresh(table, timeout=300)
+        yield {"catalog": catalog, "table": table, "fresh": fresh, "refresh_id": refresh["refresh_id"]}
         lf.catalogs.delete(catalog, force=True)
 
 
@@ -227,7 +227,8 @@ def test_served_page_needs_sign_in(server, monitored):
     assert 'id="lf-metric-chart"' in page.text and "No refresh yet" not in page.text
     data = _data(page.text)
     assert ["region", "EU"] in data["dims"]["slice"] and {"1", "2"} <= set(data["dims"]["model"])
-    assert "#1 SUCCESS" in page.text  # the latest refresh
+    # the latest refresh (ids are numbered across the server's monitors)
+    assert f"#{monitored['refresh_id']} SUCCESS" in page.text
     js = httpx.get(server.url + dashboard.PLOTLY_PATH, cookies={"lakeforge_token": server.admin_token})
     assert js.status_code == 200 and "immutable" in js.headers["cache-control"] and len(js.content) > 3_000_000
     # offline: plotly.js inside, links to this server
