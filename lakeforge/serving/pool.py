@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 CREATING, READY, RECOVERING, FAILED = ("DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT_RECOVERING",
                                        "DEPLOYMENT_FAILED")
 _BACKOFF = (0.2, 0.5, 1, 2, 5, 10, 30)  # seconds before restart attempt n
+# A worker still loading its model holds no request: after SIGTERM it gets this long to exit (a
+# load stuck in native code never sees the signal) before SIGKILL.
+LOADING_GRACE = 2.0
 _LOG_TAIL = 64 * 1024
 
 
@@ -86,33 +89,55 @@ class ServedEntityPool:
             self.state, self.message = FAILED, str(e)
             await self.stop()
             raise
+        except BaseException:  # cancelled (the deployment was abandoned) or broken: leave no worker behind
+            await self.stop(LOADING_GRACE)
+            raise
+        if self._stopping:  # stopped while it started
+            await self._terminate(LOADING_GRACE)
+            raise DeploymentFailed("the served entity was stopped while it started")
         self.state, self.message = READY, None
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in self._workers]
 
     async def _launch(self, w: _Worker) -> None:
+        """Start the worker and wait until it answers. Until then the launch owns the process: a
+        failed or cancelled launch ends it (SIGTERM, then SIGKILL after LOADING_GRACE) and every
+        task it started."""
         with contextlib.suppress(OSError):
             os.unlink(w.socket_path)
         args = [self.spec.python, "-m", "lakeforge.serving.worker", "--model-dir", str(self.spec.model_dir),
                 "--socket", w.socket_path, "--max-batch-size", str(self.spec.max_batch_size),
                 "--max-wait-ms", str(self.spec.max_batch_wait_ms)]
-        with open(self.log_path, "ab") as out:
-            w.proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                                                          stderr=out, env=self.spec.env, start_new_session=True)
+        out = open(self.log_path, "ab")
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=self.spec.env,
+            start_new_session=True))
+        spawn.add_done_callback(lambda _: out.close())
+        try:
+            w.proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            spawn.add_done_callback(_kill_spawned)  # cancelled while it started: it must not outlive the launch
+            raise
         client = ModelWorkerClient(w.socket_path)
         connect = asyncio.create_task(client.connect(self.load_timeout))
         exited = asyncio.create_task(w.proc.wait())
-        done, _ = await asyncio.wait({connect, exited}, return_when=asyncio.FIRST_COMPLETED)
-        if connect in done and connect.exception() is None:
-            exited.cancel()
+        connected, code = False, None
+        try:
+            done, _ = await asyncio.wait({connect, exited}, return_when=asyncio.FIRST_COMPLETED)
+            connected = connect in done and connect.exception() is None
+            code = w.proc.returncode  # None: it did not exit by itself (the load timed out)
+        finally:
+            for t in (connect, exited):
+                t.cancel()
+            if not connected:
+                await _end(w.proc, LOADING_GRACE, {connect, exited})
+                await client.close()
+                for t in (connect, exited):
+                    if not t.cancelled():
+                        t.exception()  # retrieved: the reason is in the worker's log
+        if connected:
             w.client = client
             return
-        connect.cancel()
-        exited.cancel()
-        await client.close()
-        if w.proc.returncode is None:
-            w.proc.kill()
-            await w.proc.wait()
-        raise DeploymentFailed(self._failure_reason(w.proc.returncode))
+        raise DeploymentFailed(self._failure_reason(code))
 
     def _failure_reason(self, code: int | None) -> str:
         tail = self.logs(4096).strip().splitlines()
@@ -150,9 +175,15 @@ class ServedEntityPool:
                 self.state, self.message = READY, None
 
     async def stop(self, grace: float = 10.0) -> None:
-        """No new requests; workers get SIGTERM, finish what they hold and answer it, then exit."""
+        """No new requests; workers get SIGTERM, finish what they hold and answer it, then exit.
+        Safe to call more than once, also while the pool starts."""
         self._stopping = True
         await self._terminate(grace)
+
+    @property
+    def stopped(self) -> bool:
+        """stop() was called and no worker process is left."""
+        return self._stopping and not self.pids()
 
     async def scale_down(self, idle_s: float) -> None:
         """Stop the workers of an idle entity; it stays routable and the next request wakes it."""
@@ -179,20 +210,16 @@ class ServedEntityPool:
             self._tasks = [asyncio.create_task(self._supervise(w)) for w in self._workers]
 
     async def _terminate(self, grace: float) -> None:
-        for t in self._tasks:
+        """SIGTERM every worker, SIGKILL what is left after `grace` (LOADING_GRACE for a worker
+        still loading). Cancelled while it waits, it kills the rest at once."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
             t.cancel()
-        self._tasks = []
-        procs = [w.proc for w in self._workers if w.proc and w.proc.returncode is None]
-        for p in procs:
-            with contextlib.suppress(OSError):
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), grace)
-            except asyncio.TimeoutError:
-                with contextlib.suppress(OSError):
-                    p.kill()
-                await p.wait()
+        ends = [_end(w.proc, grace if w.client is not None and w.client.connected else min(grace, LOADING_GRACE))
+                for w in self._workers if w.proc is not None]
+        if tasks:
+            ends.append(asyncio.wait(tasks))  # the supervisors' own clean-up (a restart they had begun)
+        await asyncio.gather(*ends)
         for w in self._workers:
             if w.client:
                 await w.client.close()
@@ -249,3 +276,31 @@ class ServedEntityPool:
         except OSError:
             return ""
 
+
+async def _end(proc: asyncio.subprocess.Process, grace: float, tasks=()) -> None:
+    """SIGTERM `proc`, SIGKILL it after `grace` s, and wait until it exited and `tasks` (cancelled
+    ones that belong to it) ended. If this is cancelled while waiting, the process is killed at
+    once and the cancellation propagates."""
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            await asyncio.wait({waiter}, timeout=grace)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        await asyncio.wait({waiter, *tasks})
+    except BaseException:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        raise
+    finally:
+        waiter.cancel()
+
+
+def _kill_spawned(spawn: asyncio.Future) -> None:
+    if not spawn.cancelled() and spawn.exception() is None:
+        with contextlib.suppress(ProcessLookupError):
+            spawn.result().kill()

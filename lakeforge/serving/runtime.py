@@ -11,11 +11,16 @@ Several server processes (`--workers N`) each run their own runtime: the process
 update deploys it and records the outcome; the others follow the stored config within a couple of
 seconds (`reconcile`). After a restart, endpoints come back from the database, and an update that a
 crash interrupted is resumed by worker 0.
+
+Stopping cancels whatever is deploying (an update cut short stays IN_PROGRESS and resumes at the
+next start) and stops every model worker this process started, loading ones included, so that the
+server exits within seconds and leaves no worker behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -32,7 +37,7 @@ from lakeforge import clock
 from lakeforge.catalog.model_manifest import verify_manifest
 from lakeforge.catalog.models import get_model, get_version
 from lakeforge.catalog.storage import to_path
-from lakeforge.errors import LakeforgeError
+from lakeforge.errors import LakeforgeError, TemporarilyUnavailable
 from lakeforge.serving import config as cfg
 from lakeforge.serving import limits
 from lakeforge.serving.inference_log import (
@@ -48,6 +53,9 @@ log = logging.getLogger(__name__)
 
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
 RECONCILE_SECONDS = 2.0
+# How long stop() waits for cancelled deployments to finish their clean-up (stopping the workers
+# they started takes at most pool.LOADING_GRACE, or a ready worker's 10 s grace).
+STOP_WAIT_SECONDS = 12.0
 # Never handed to model code: the server's own credentials and keys.
 _PRIVATE_ENV = ("LAKEFORGE_", "DATABRICKS_", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
 
@@ -90,6 +98,9 @@ class ServingRuntime:
         self._counter = 0
         self._socket_dir: Path | None = None
         self._reconciler: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()  # updates, refreshes and removals running in this process
+        self._pools: set[ServedEntityPool] = set()  # every pool started here and not stopped yet
+        self._stopping = False
         self._busy: set[str] = set()  # endpoint ids with an update running in this process
         self._failed: dict[str, tuple] = {}  # endpoint name -> config signature that failed to deploy here
 
@@ -113,25 +124,66 @@ class ServingRuntime:
         await self._reconcile_forever()
 
     async def stop(self) -> None:
-        if self._reconciler:
-            self._reconciler.cancel()
-        deployments, self.deployments = list(self.deployments.values()), {}
-        await asyncio.gather(*(p.stop() for d in deployments for p in d.pools.values()), return_exceptions=True)
+        """Cancel what is deploying, then stop every pool: deployed, being built, or left over by a
+        cancelled swap or removal. Loading workers get SIGTERM, then SIGKILL after a short grace."""
+        self._stopping = True
+        tasks = [t for t in (self._reconciler, *self._tasks) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        self.deployments = {}
+        await asyncio.gather(self._ended(tasks), *(p.stop() for p in list(self._pools)), return_exceptions=True)
+        # a pool that a cancelled task created after the first round
+        await asyncio.gather(*(p.stop() for p in self._pools if not p.stopped), return_exceptions=True)
+        self._pools.clear()
         await asyncio.to_thread(self.flusher.stop)
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
+    @staticmethod
+    async def _ended(tasks: list[asyncio.Task]) -> None:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=STOP_WAIT_SECONDS)
+        for t in pending:
+            log.warning("serving task %s did not end within %.0f s of its cancellation", t.get_coro(),
+                        STOP_WAIT_SECONDS)
+
     # ---- updates (called from request threads) -------------------------------------------------
     def schedule_update(self, endpoint_id: str) -> None:
-        """Deploy the endpoint's pending config in the background (the API answers IN_PROGRESS)."""
-        asyncio.run_coroutine_threadsafe(self._update(endpoint_id), self.loop)
+        """Deploy the endpoint's pending config in the background (the API answers IN_PROGRESS).
+        While the server stops nothing starts; the update stays IN_PROGRESS and resumes at the next start."""
+        self._submit(self._update(endpoint_id))
 
     def refresh(self, endpoint_id: str, timeout: float = 120) -> None:
         """Apply a changed ai_gateway (or tags) to the live deployment now, reusing its pools."""
-        asyncio.run_coroutine_threadsafe(self._refresh(endpoint_id), self.loop).result(timeout)
+        self._wait(self._submit(self._refresh(endpoint_id)), timeout)
 
     def remove(self, name: str, timeout: float = 60) -> None:
-        asyncio.run_coroutine_threadsafe(self._remove(name), self.loop).result(timeout)
+        self._wait(self._submit(self._remove(name)), timeout)
+
+    def _submit(self, coro) -> concurrent.futures.Future:
+        """Run `coro` as a task of the runtime's loop that stop() cancels and waits for (from any thread)."""
+        outcome: concurrent.futures.Future = concurrent.futures.Future()
+
+        def spawn() -> None:
+            if self._stopping:
+                coro.close()
+                outcome.cancel()
+                return
+            task = self.loop.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: (self._tasks.discard(t), _copy_outcome(t, outcome)))
+
+        self.loop.call_soon_threadsafe(spawn)
+        return outcome
+
+    @staticmethod
+    def _wait(outcome: concurrent.futures.Future, timeout: float) -> None:
+        try:
+            outcome.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise TemporarilyUnavailable("The server is shutting down; the change applies when it starts again") \
+                from None
 
     def _lock(self, endpoint_id: str) -> asyncio.Lock:
         return self._locks.setdefault(endpoint_id, asyncio.Lock())
@@ -226,8 +278,7 @@ class ServingRuntime:
                     pools[entity["name"]] = reusable
                     continue
                 spec = await self._spec(row, entity, owner)
-                pool = ServedEntityPool(spec, self._socket_dir, self._log_path(row, entity),
-                                        self.settings.serving_load_timeout_seconds)
+                pool = self._new_pool(spec, self._log_path(row, entity))
                 pools[entity["name"]] = pool
                 started.append(pool)
                 starts.append(self._start(pool, entity["name"]))
@@ -244,6 +295,12 @@ class ServingRuntime:
             router=TrafficRouter(routes), inference=inference,
             rules=limits.parse_rules(gateway.get("rate_limits") or []),
             usage_enabled=bool((gateway.get("usage_tracking_config") or {}).get("enabled")))
+
+    def _new_pool(self, spec: EntitySpec, log_path: Path) -> ServedEntityPool:
+        self._pools = {p for p in self._pools if not p.stopped}
+        pool = ServedEntityPool(spec, self._socket_dir, log_path, self.settings.serving_load_timeout_seconds)
+        self._pools.add(pool)
+        return pool
 
     async def _start(self, pool: ServedEntityPool, name: str) -> None:
         try:
@@ -382,6 +439,15 @@ class ServingRuntime:
                 continue  # it failed here already; a new config or gateway change retries
             if d is None or d.endpoint_id != row.id or d.signature != wanted:
                 await self._follow(row)
+
+
+def _copy_outcome(task: asyncio.Task, outcome: concurrent.futures.Future) -> None:
+    if task.cancelled():
+        outcome.cancel()
+    elif task.exception() is not None:
+        outcome.set_exception(task.exception())
+    else:
+        outcome.set_result(task.result())
 
 
 def _signature(row: ServingEndpointRow) -> tuple:

@@ -460,6 +460,19 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+_stop_requested = False
+
+
+def _stop_while_loading(signum, frame) -> None:
+    """SIGTERM before the model loaded: unwind and exit 0. A second SIGTERM ends the process at
+    once, and a load stuck in native code (which never runs this handler) is killed by the server
+    after its grace."""
+    global _stop_requested
+    _stop_requested = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lakeforge.serving.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", required=True, help="local MLflow model directory (holds MLmodel)")
@@ -471,11 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Until the loop installs its handler, SIGTERM means "stop now, cleanly".
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _stop_while_loading)
     os.environ.setdefault("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")  # what `mlflow models serve` sets
     model_dir = str(Path(args.model_dir).resolve())
     try:
         model = ServedModel.load(model_dir)
+        if _stop_requested:  # the model's loader swallowed the SystemExit: stop now, without serving
+            raise SystemExit(0)
     except Exception as e:
         log.exception("loading the model from %s failed", model_dir)
         # The server reports this last line as the reason; keep it on one line.

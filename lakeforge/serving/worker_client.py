@@ -38,7 +38,11 @@ class ModelWorkerClient:
         return self._lost is None
 
     async def connect(self, timeout: float) -> dict:
-        """Retry until the worker's socket accepts and a PING is answered; returns the PONG."""
+        """Retry until the worker's socket accepts and a PING is answered; returns the PONG.
+
+        A cancellation always ends it. (Not asyncio.wait_for: on Python 3.11 it can turn a
+        cancellation that arrives just as the attempt failed into that failure, which this loop
+        would retry until the load timeout, keeping the server from shutting down.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last = "the socket never accepted a connection"
@@ -47,7 +51,8 @@ class ModelWorkerClient:
             if remaining <= 0:
                 raise WorkerUnavailable(f"model worker at {self.socket_path} not ready after {timeout:g} s: {last}")
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), remaining)
+                async with asyncio.timeout(remaining):
+                    reader, writer = await asyncio.open_unix_connection(self.socket_path)
             except (TimeoutError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
                 await asyncio.sleep(min(0.05, max(remaining, 0)))  # the worker is still loading its model
@@ -73,7 +78,8 @@ class ModelWorkerClient:
 
     async def ping(self, timeout: float = 2.0) -> dict:
         try:
-            return await asyncio.wait_for(self._call(PING, b""), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._call(PING, b"")
         except TimeoutError:
             raise WorkerUnavailable(f"model worker at {self.socket_path} did not answer a ping within "
                                     f"{timeout:g} s") from None
@@ -82,12 +88,16 @@ class ModelWorkerClient:
         task, writer = self._reader_task, self._writer
         self._reader_task = self._writer = None
         self._fail_all("the client closed the connection")
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
         if writer is not None:
             writer.close()
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            # Wait for the reader to end without taking on its outcome; a cancellation of the
+            # caller still propagates (awaiting the task under suppress(BaseException) swallowed it).
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved: it ended on its own
+        if writer is not None:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
