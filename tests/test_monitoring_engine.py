@@ -6,21 +6,26 @@ leaving tables and state untouched, snapshots, and empty windows."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaProtocolError
 from scipy.stats import chi2_contingency
 from sklearn import metrics as skm
 
 from lakeforge.errors import InvalidParameter, ResourceConflict
 from lakeforge.monitoring import engine, tables
-from lakeforge.monitoring.engine import hll
+from lakeforge.monitoring.engine import hll, partials
 from lakeforge.monitoring.engine.output import MetricTable
+from lakeforge.monitoring.engine.scan import SourceTable
 from lakeforge.monitoring.engine.state_store import StateStore
 from lakeforge.monitoring.spec import CustomMetric, MonitorSpec
 
@@ -616,6 +621,78 @@ def test_bad_slicing_expression_is_invalid_parameter(tmp_path):
     with pytest.raises(InvalidParameter, match="Slicing expression"):
         monitor.refresh()
     assert not (monitor.state / "manifest.pkl").exists()
+
+
+# ---- distinct values past the value-count cap ----
+
+def test_categorical_registers_past_the_value_cap_match_all_values(tmp_path):
+    """Exact value counts leave a categorical column's HLL registers to be computed from them when a merge
+    (or a file on its own) goes past VALUE_CAP values: the registers are those of every value seen, and
+    incremental refreshes equal full ones."""
+    src = tmp_path / "src"
+
+    def day_of(seed: int, values: list[str]) -> pa.Table:
+        rng = np.random.default_rng(seed)
+        n = len(values)
+        ts = int(START.timestamp() * 1e6) + rng.integers(0, 86_400_000_000, n)
+        return pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "s": pa.array(values, pa.string())})
+
+    batches = [[f"v{j}" for j in range(700)] * 2, [f"v{j}" for j in range(500, 1200)],  # merged: past the cap
+               [f"w{j}" for j in range(1300)]]                                             # one file past it
+    spec = MonitorSpec(profile_type="time_series", timestamp_col="ts", granularities=("1 day",))
+    incremental = Monitor(tmp_path / "inc", src, spec)
+    for i, values in enumerate(batches):
+        write_deltalake(str(src), day_of(i, values), mode="append")
+        incremental.refresh()
+        full = Monitor(tmp_path / f"full{i}", src, spec)
+        full.refresh()
+        assert_same_tables(incremental, full)
+    seen = sorted({v for values in batches for v in values})
+    store = StateStore(incremental.state)
+    window = store.load(store.manifest().windows[("1 day", int(START.timestamp() * 1e6))])
+    state = window[(None, None, None)]
+    column = 1  # ts, s
+    assert state.counts[column].truncated and state.hll[column] is not None
+    con = duckdb.connect()
+    expect = partials.value_registers(con, seen)
+    np.testing.assert_array_equal(state.hll[column].registers(), expect.registers())
+    row = one(incremental.profile(), column_name="s", log_type=tables.INPUT)
+    assert row["distinct_count"] == round(expect.estimate())
+    assert abs(row["distinct_count"] - len(seen)) <= 0.05 * len(seen)
+
+
+# ---- reading the table ----
+
+def test_files_read_as_a_delta_dataset_would(tmp_path):
+    """Partition columns take the file's partition value (nulls included), columns added later read as nulls
+    in older files, and types are the table's: as deltalake's pyarrow dataset gives them."""
+    path = str(tmp_path / "t")
+    first = frame(11, 40).drop_columns(["x"])  # (NaN: unequal to itself)
+    first = first.append_column("part", pa.array(["x y", None, "z/w", "x y"] * 10))
+    write_deltalake(path, first.append_column("n", pa.array(range(40), pa.int32())), partition_by=["part", "n"])
+    later = frame(12, 5).drop_columns(["x"]).append_column("part", pa.array(["x y"] * 5))
+    later = later.append_column("n", pa.array([1] * 5, pa.int32())).append_column("added", pa.array([1.5] * 5))
+    write_deltalake(path, later, mode="append", schema_mode="merge")
+    source = SourceTable(path)
+    ours = pa.concat_tables([source._columns(f, list(source.schema)) for f in sorted(source.files)])
+    dataset = DeltaTable(path).to_pyarrow_dataset()
+    theirs = pa.concat_tables([f.to_table(schema=dataset.schema)
+                               for f in sorted(dataset.get_fragments(), key=lambda f: f.path)])
+    assert ours.schema == theirs.schema and ours.equals(theirs)
+    assert source.count() == 45
+    # files alone do not give the rows of a table with deletion vectors: refused, as the dataset does
+    write_deltalake(str(tmp_path / "dv"), frame(13, 5), configuration={"delta.enableDeletionVectors": "true"})
+    with pytest.raises(DeltaProtocolError, match="deletionVectors"):
+        SourceTable(str(tmp_path / "dv"))
+
+
+def test_engine_import_leaves_heavy_modules_out():
+    """scipy.stats (small-sample KS p-values), sqlglot (slices, custom metrics) and pyarrow.dataset stay
+    unimported until a refresh needs them: tens of MB each."""
+    code = ("import sys, lakeforge.monitoring.engine; "
+            "print(sorted(m for m in ('scipy.stats', 'sqlglot', 'pyarrow.dataset') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ---- snapshots ----

@@ -14,6 +14,7 @@ counts, categories, quality counts) are checked to 1e-12 or exactly.
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from dataclasses import replace
 
@@ -146,6 +147,60 @@ def test_numeric_drift_is_deterministic():
     first = stats.numeric_drift(digest(ref, 5), digest(cur, 2), len(ref), len(cur))
     again = stats.numeric_drift(digest(ref, 5), digest(cur, 2), len(ref), len(cur))
     assert first == again
+    # as window states keep them: serialized
+    assert stats.numeric_drift(digest(ref, 5).serialize(), digest(cur, 2).serialize(), len(ref), len(cur)) == first
+
+
+def _crafted_digest(lo: float, hi: float, means: np.ndarray, weights: np.ndarray) -> bytes:
+    """A serialized t-digest with the given centroids (first and last not at the minimum and maximum, ties)."""
+    head = struct.pack("<BBBHBH", 2, 1, 20, 200, 0, 0) + struct.pack("<II", len(means), 0) + struct.pack("<dd", lo, hi)
+    return head + b"".join(struct.pack("<dQ", m, w) for m, w in zip(means, weights))
+
+
+def _digests_of_every_shape(rng) -> list[bytes]:
+    out = []
+    for size in (1, 2, 3, 10, 300, 5000, 60_000):
+        for values in (rng.normal(size=size), rng.integers(0, 6, size).astype(float), rng.lognormal(size=size) ** 3,
+                       np.full(size, 3.0)):
+            out.append(digest(values, parts=1 + size % 3).serialize())
+    merged = tdigest_double(200)
+    for part in range(12):  # the engine's fold: deserialize, merge, serialize
+        one = digest(rng.normal(part % 4, 1, size=int(rng.integers(1, 20_000))))
+        merged = tdigest_double.deserialize(merged.serialize())
+        merged.merge(one)
+        out.append(merged.serialize())
+    for n in (2, 3, 17):
+        means = np.sort(rng.normal(size=n))
+        means[1] = means[0]  # a tie
+        weights = rng.integers(1, 40, n)
+        out.append(_crafted_digest(means[0] - 1.0, means[-1] + 0.5, means, weights))
+        out.append(_crafted_digest(means[0], means[-1], means, np.ones(n, np.int64)))
+    return out
+
+
+def test_digest_table_ranks_and_quantiles_are_datasketches_bit_for_bit():
+    rng = np.random.default_rng(7)
+    ranks = np.concatenate([stats.GRID_RANKS, rng.uniform(0, 1, 200), [0.0, 1e-9, 0.5, 1 - 1e-9, 1.0]])
+    for data in _digests_of_every_shape(rng):
+        native, table = tdigest_double.deserialize(data), stats.digest_table(data)
+        means = table.means
+        at = np.unique(np.concatenate([means, np.nextafter(means, np.inf), np.nextafter(means, -np.inf),
+                                       [table.lo, table.hi], np.nextafter([table.lo, table.hi], [-np.inf, np.inf]),
+                                       rng.uniform(table.lo - 1, table.hi + 1, 200)]))
+        np.testing.assert_array_equal(table.rank(at), [native.get_rank(float(v)) for v in at])
+        np.testing.assert_array_equal(table.quantiles(ranks), [native.get_quantile(float(r)) for r in ranks])
+    assert stats.digest_table(tdigest_double(200)) is None
+
+
+def test_numeric_drift_reads_the_digest_cdf_as_datasketches_does():
+    ref, cur = RNG.normal(size=30_000), RNG.normal(0.3, 1.2, size=20_000)
+    rd, cd = digest(ref, 3), digest(cur, 2)
+    points = np.unique(np.concatenate([np.quantile(ref, np.linspace(0, 1, 301)), [ref.min() - 1, cur.max() + 1]]))
+    for d in (rd, cd):
+        inside = (points >= d.get_min_value()) & (points < d.get_max_value())
+        expect = np.where(points >= d.get_max_value(), 1.0, 0.0)
+        expect[inside] = d.get_cdf(np.nextafter(points[inside], np.inf).tolist())[:-1]
+        np.testing.assert_array_equal(stats.cdf(d, points), expect)
 
 
 # ---------------------------------------------------------------- numeric drift (exact counts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +43,7 @@ def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], profiled
             all_fields: list[pa.Field], fingerprint: str, con, cancelled) -> BaselineState:
     source = SourceTable(path)
     versions, _ = source.file_versions({}, -1)
-    order = fold_order(versions, source.fragments)
+    order = fold_order(versions, source.files)
     plan = partials.Plan(plan.columns, [], plan.slicing_exprs, model_col=plan.model_col, fixed_window=WINDOW)
     states: dict = {}
     lo, hi, rows_read = None, None, 0
@@ -52,7 +53,7 @@ def compute(path: str, plan: partials.Plan, spec, keys: list[pa.Field], profiled
         cancelled()
         rows_read += chunk.num_rows
         found, _ = partials.compute(chunk, plan, con)
-        fold(states, found)
+        fold(states, found, registers=partial(partials.value_registers, con))
         if spec.timestamp_col and source.schema.get_field_index(spec.timestamp_col) >= 0:
             ts, valid = partials.timestamps_us(chunk.column(spec.timestamp_col))
             if valid.any():

@@ -18,8 +18,6 @@ rows of that model (or no model id column). Rows exist for the groups shown in t
 
 from __future__ import annotations
 
-from datasketches import tdigest_double
-
 from lakeforge.monitoring import tables
 from lakeforge.monitoring.engine import stats
 from lakeforge.monitoring.engine.columns import CATEGORICAL, NUMERIC
@@ -73,10 +71,13 @@ def column_drift(column, cur: GroupState, ref: GroupState, i: int) -> dict:
         if cur.values[i] and ref.values[i]:  # few distinct values on both sides: exact
             row.update(stats.numeric_drift_exact(ref.values[i], cur.values[i]))
         elif cur.digest[i] is not None and ref.digest[i] is not None:
-            row.update(stats.numeric_drift(tdigest_double.deserialize(ref.digest[i]),
-                                           tdigest_double.deserialize(cur.digest[i]), int(ref.n[i]), int(cur.n[i])))
+            row.update(stats.numeric_drift(ref.digest[i], cur.digest[i], int(ref.n[i]), int(cur.n[i])))
     elif column.kind == CATEGORICAL and cur.counts[i] is not None and ref.counts[i] is not None:
-        row.update(stats.categorical_drift(ref.counts[i].counts, cur.counts[i].counts))
+        (ref_values, ref_n), (cur_values, cur_n) = ref.counts[i].sorted_counts(), cur.counts[i].sorted_counts()
+        if ref_values == cur_values:  # the usual case: the same values on both sides, their sorted counts cached
+            row.update(stats.categorical_drift_counts(ref_n, cur_n))
+        else:
+            row.update(stats.categorical_drift(ref.counts[i].counts, cur.counts[i].counts))
     return row
 
 

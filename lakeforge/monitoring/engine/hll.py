@@ -28,10 +28,11 @@ _SCRATCH_BYTES = 16 << 20  # dense work area per block of groups
 class HLL:
     """Registers of one group: dense (uint8[M]) or sparse (sorted uint16 indexes and their uint8 ranks)."""
 
-    __slots__ = ("dense", "idx", "rank")
+    __slots__ = ("_estimate", "dense", "idx", "rank")
 
     def __init__(self, dense: np.ndarray | None = None, idx: np.ndarray | None = None,
                  rank: np.ndarray | None = None):
+        self._estimate = None
         self.dense = dense
         self.idx = idx if idx is not None or dense is not None else np.zeros(0, np.uint16)
         self.rank = rank if rank is not None or dense is not None else np.zeros(0, np.uint8)
@@ -40,6 +41,7 @@ class HLL:
     def of(cls, idx: np.ndarray, rank: np.ndarray) -> HLL:
         """From unique sorted register indexes and their ranks."""
         h = cls.__new__(cls)
+        h._estimate = None
         if len(idx) > _SPARSE_LIMIT:
             h.dense = np.zeros(M, np.uint8)
             h.dense[idx] = rank
@@ -70,6 +72,11 @@ class HLL:
         return HLL(dense=np.maximum(self.registers(), other.registers()))
 
     def estimate(self) -> float:
+        if self._estimate is None:  # registers never change: computed once (profile and drift rows ask often)
+            self._estimate = self._compute_estimate()
+        return self._estimate
+
+    def _compute_estimate(self) -> float:
         if self.dense is None:
             zeros = M - len(self.idx)
             z = zeros + float(np.sum(np.ldexp(1.0, -self.rank.astype(np.int32))))
@@ -88,6 +95,7 @@ class HLL:
 
     def __setstate__(self, state):
         self.dense, self.idx, self.rank = state
+        self._estimate = None
 
 
 EMPTY = HLL()  # registers are never changed in place, so one empty HLL serves every group

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
+from lakeforge.monitoring.engine.scan import SourceTable
+
 log = logging.getLogger(__name__)
 
 
@@ -16,32 +18,35 @@ class MetricTable:
     def __init__(self, path: str, schema: pa.Schema):
         self.path = path
         self.schema = schema
-        self.version_before = DeltaTable(path).version()
+        self.table = DeltaTable(path)  # at version_before until replace()
+        self.version_before = self.table.version()
         self.written = False
 
     def rows(self) -> pa.Table:
         """Current rows, conformed to `schema` (columns it lacks are null; others dropped)."""
-        table = DeltaTable(self.path, version=self.version_before).to_pyarrow_table()
-        return conform(table, self.schema)
+        return conform(SourceTable(self.path, table=self.table).read_all(), self.schema)
 
     def replace(self, rows: pa.Table) -> None:
         self.written = True
-        write_deltalake(self.path, conform(rows, self.schema), mode="overwrite", schema_mode="overwrite")
+        # The overwrite replaces every file of the latest version (were the DeltaTable left at version_before,
+        # files committed since by someone else would stay), so the table is brought up to date first.
+        self.table.update_incremental()
+        write_deltalake(self.table, conform(rows, self.schema), mode="overwrite", schema_mode="overwrite")
 
     def holds(self, version: int | None) -> bool:
         """Whether the table still has what this engine wrote at `version`: nothing committed since, or
         only the restore of a failed refresh back to it."""
         if version is None or self.version_before == version:
             return version is not None
-        last = DeltaTable(self.path).history(1)
+        last = self.table.history(1)
         return bool(last) and self.version_before == last[0].get("version") and last[0].get("operation") == "RESTORE" \
             and str(last[0].get("operationParameters", {}).get("version")) == str(version)
 
     def version_after(self) -> int:
-        return DeltaTable(self.path).version() if self.written else self.version_before
+        return self.table.version()  # the version replace() committed (the DeltaTable moves to it)
 
     def count(self) -> int:
-        return DeltaTable(self.path).to_pyarrow_dataset().count_rows()
+        return SourceTable(self.path, table=self.table).count()
 
     def restore(self) -> None:
         if not self.written:

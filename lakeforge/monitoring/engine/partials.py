@@ -13,12 +13,13 @@ after the other in that order. Large files are cut into pieces of PIECE_ROWS row
 a file's pieces are folded in order. So a file's partial state does not depend on which other files were
 read with it, and sums are bit-for-bit reproducible; we do not use DuckDB's SUM here, because with several
 threads its double sums are not deterministic. Min/max use `np.minimum.at`, t-digests take each group's
-contiguous slice of values in one `update(array)` call, HLL registers come from hll.per_group.
+contiguous slice of values in one `update(array)` call, HLL registers come from hll.per_group (for
+categorical columns only in groups whose value counts overflow VALUE_CAP: see state.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import duckdb
@@ -77,6 +78,7 @@ class _Grouping:
     rows: np.ndarray            # row indices sorted by group (stable)
     gid: np.ndarray             # group id of each sorted row
     n_groups: int
+    piece: tuple[int, int]      # the rows' piece of the chunk (see _pieces)
 
 
 def timestamps_us(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,13 +134,23 @@ def compute(chunk: Chunk, plan: Plan, con: duckdb.DuckDBPyConnection) -> tuple[l
                     parts.append((models[0], len(models[1])))
                 for a, b in pieces:
                     rows = np.flatnonzero(m[a:b]) + a
-                    groupings.append(_group(g, ordinals[g], s, per_model, rows, parts))
+                    groupings.append(_group(g, ordinals[g], s, per_model, rows, parts, (a, b)))
 
-    tables = [_GroupTable(gr, len(plan.columns)) for gr in groupings]
+    categorical = [c.kind == CATEGORICAL for c in plan.columns]
+    tables = [_GroupTable(gr, len(plan.columns), categorical) for gr in groupings]
+    by_piece: dict[tuple[int, int], list[_GroupTable]] = {}
+    for table in tables:
+        by_piece.setdefault(table.g.piece, []).append(table)
     for ci, column in enumerate(plan.columns):
-        values = _ColumnValues.of(chunk.column(pa.field(column.name, column.arrow)), column, con)
-        for table in tables:
-            table.add_column(ci, values)
+        whole = chunk.column(pa.field(column.name, column.arrow)).combine_chunks()
+        # Categories: one dictionary per chunk (hashed by DuckDB only if a group's counts overflow), codes
+        # sliced per piece. Numbers and times: the work arrays of one piece at a time, so they stay small
+        # however large the file.
+        shared = _ColumnValues.of(whole, column, con) if column.kind == CATEGORICAL else None
+        for (a, b), piece_tables in by_piece.items():
+            values = shared.piece(a, b) if shared is not None else _ColumnValues.of(whole.slice(a, b - a), column, con)
+            for table in piece_tables:
+                table.add_column(ci, values)
     if plan.quality is not None:
         updater = QualityUpdater(chunk, plan.quality)
         for table in tables:
@@ -179,7 +191,7 @@ def _dense(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
     return values.astype(np.int64) - lo, hi - lo + 1
 
 
-def _group(granularity, ordinals, slice_index, per_model, rows, parts) -> _Grouping:
+def _group(granularity, ordinals, slice_index, per_model, rows, parts, piece) -> _Grouping:
     """Sort `rows` by group (stably) and number the groups; `parts` are (codes, cardinality) pairs."""
     key = np.zeros(len(rows), np.int64)
     span = 1
@@ -196,7 +208,7 @@ def _group(granularity, ordinals, slice_index, per_model, rows, parts) -> _Group
     new[1:] = sorted_key[1:] != sorted_key[:-1]
     gid = np.cumsum(new) - 1
     return _Grouping(granularity, ordinals, slice_index, per_model, rows[order], gid,
-                     int(gid[-1]) + 1 if len(gid) else 0)
+                     int(gid[-1]) + 1 if len(gid) else 0, piece)
 
 
 def _codes(column) -> tuple[np.ndarray, list]:
@@ -236,10 +248,11 @@ class _ColumnValues:
     lengths: np.ndarray | None = None     # string length per code
     idx: np.ndarray | None = None         # HLL register per row (numeric, temporal) or per code (categorical)
     rank: np.ndarray | None = None
+    con: object = None                    # strings: their registers are hashed on demand (see `positions`)
 
     @classmethod
-    def of(cls, column: pa.ChunkedArray, col: Column, con) -> _ColumnValues:
-        arr = column.combine_chunks()
+    def of(cls, column: pa.Array | pa.ChunkedArray, col: Column, con) -> _ColumnValues:
+        arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         null = ~np.asarray(arr.is_valid())
         if col.kind == NUMERIC:
             if pa.types.is_floating(arr.type):
@@ -260,25 +273,44 @@ class _ColumnValues:
                 idx, rank = hll.positions(hll.mix(np.array([0, 1], np.int64)))
                 return cls(col, null, codes=codes, values=values, idx=idx, rank=rank)
             codes, values = _codes(arr)
-            dictionary = pa.table({"v": pa.array(values, pa.string())})
-            con.register("__lf_values", dictionary)
-            try:
-                hashes = con.sql("SELECT hash(v) AS h FROM __lf_values").to_arrow_table().column(0)
-            finally:
-                con.unregister("__lf_values")
-            idx, rank = hll.positions(np.asarray(hashes.combine_chunks()))
-            lengths = np.asarray(pc.utf8_length(dictionary.column(0)).combine_chunks().fill_null(0)).astype(np.int64)
-            return cls(col, null, codes=codes, values=values, lengths=lengths, idx=idx, rank=rank)
+            lengths = np.asarray(pc.utf8_length(pa.array(values, pa.string())).fill_null(0)).astype(np.int64)
+            return cls(col, null, codes=codes, values=values, lengths=lengths, con=con)
         micros, _ = timestamps_us(arr)  # temporal: only counts and distinct values
         idx, rank = hll.positions(hll.mix(micros))
         return cls(col, null, idx=idx, rank=rank)
+
+    def piece(self, a: int, b: int) -> _ColumnValues:
+        """Rows a..b of categorical values (the per-value arrays are shared)."""
+        return replace(self, null=self.null[a:b], codes=self.codes[a:b])
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """HLL register and rank of each value (categorical: per code, hashed when first asked)."""
+        if self.idx is None:
+            self.idx, self.rank = hll.positions(value_hashes(self.con, self.values))
+        return self.idx, self.rank
+
+
+def value_hashes(con, values: list[str]) -> np.ndarray:
+    """DuckDB's hash() of each string (the hash the HLL registers of categorical values are made of)."""
+    dictionary = pa.table({"v": pa.array(values, pa.string())})
+    return np.asarray(con.from_arrow(dictionary).select("hash(v) AS h").to_arrow_table().column(0).combine_chunks())
+
+
+def value_registers(con, values: list[str]) -> hll.HLL:
+    """The HLL registers of a set of string values, as the rows' give them (state.merge, when exact counts get
+    truncated; boolean columns, with two values, never are)."""
+    if not values:
+        return hll.EMPTY
+    idx, rank = hll.positions(value_hashes(con, values))
+    return hll.per_group(np.zeros(len(idx), np.int64), idx, rank, 1)[0]
 
 
 class _GroupTable:
     """Per-group arrays (groups x columns) for one grouping, filled column by column."""
 
-    def __init__(self, grouping: _Grouping, n_columns: int):
+    def __init__(self, grouping: _Grouping, n_columns: int, categorical: list[bool]):
         self.g = grouping
+        self.categorical = categorical
         G = grouping.n_groups
         self.rows = np.bincount(grouping.gid, minlength=G).astype(np.int64)
         zeros = lambda dtype=np.int64: np.zeros((G, n_columns), dtype)
@@ -294,11 +326,14 @@ class _GroupTable:
         self.counts = [[None] * n_columns for _ in range(G)]
         self.values = [[None] * n_columns for _ in range(G)]
         self.quality: list[bytes | None] = [None] * G
+        self._local = grouping.rows - grouping.piece[0]  # row positions within the piece
 
     def add_column(self, ci: int, v: _ColumnValues) -> None:
-        g, G, rows = self.g.gid, self.g.n_groups, self.g.rows
+        """Column `ci`'s per-group figures from `v`, the column's values in this grouping's piece."""
+        g, G = self.g.gid, self.g.n_groups
         if G == 0:
             return
+        rows = self._local
         null = v.null[rows]
         self.nulls[:, ci] = np.bincount(g[null], minlength=G)
         if v.x is not None:
@@ -338,7 +373,15 @@ class _GroupTable:
                 self.len_min[:, ci], self.len_max[:, ci] = lo, hi
                 self.len_sum[:, ci] = np.bincount(gv, weights=lengths, minlength=G).round().astype(np.int64)
             self._value_counts(ci, gv, cv, v.values)
-            self._hll(ci, gv, v.idx[cv], v.rank[cv])
+            # Registers only where the counts were truncated (past VALUE_CAP values): elsewhere they follow
+            # from the exact counts, and are left None (state.merge computes them if a merge truncates).
+            truncated = [k for k in range(G) if self.counts[k][ci].truncated]
+            if truncated:
+                idx, rank = v.positions()
+                keep = np.isin(gv, truncated)
+                registers = hll.per_group(gv[keep], idx[cv[keep]], rank[cv[keep]], G)
+                for k in truncated:
+                    self.hll[k][ci] = registers[k]
         else:
             valid = ~null
             self._hll(ci, g[valid], v.idx[rows][valid], v.rank[rows][valid])
@@ -389,7 +432,7 @@ class _GroupTable:
                 zeros=self.zeros_[k].copy(), n=self.n[k].copy(), mean=self.mean[k].copy(), m2=self.m2[k].copy(),
                 vmin=self.vmin[k].copy(), vmax=self.vmax[k].copy(), len_min=self.len_min[k].copy(),
                 len_max=self.len_max[k].copy(), len_sum=self.len_sum[k].copy(),
-                hll=[h if h is not None else hll.EMPTY for h in self.hll[k]],
+                hll=[h if h is not None or cat else hll.EMPTY for h, cat in zip(self.hll[k], self.categorical)],
                 digest=self.digest[k], counts=self.counts[k], values=self.values[k], quality=self.quality[k])
             result.append(Partial(int(files[row]), window_keys[k], (slice_key, slice_value, model), state))
         return result

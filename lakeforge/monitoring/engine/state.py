@@ -6,7 +6,11 @@ one `GroupState`: per profiled column
 - counts: nulls, NaNs, zeros, values (integer sums);
 - moments: mean and M2 (sum of squared deviations), merged with Chan's parallel formula;
 - min, max; string lengths (min, max, sum);
-- distinct counts: HyperLogLog registers (hll.py; merge = element-wise max, order-free);
+- distinct counts: HyperLogLog registers (hll.py; merge = element-wise max, order-free). For a categorical
+  column whose value counts are exact (not truncated) they are None: the distinct count is the number of
+  values, and the registers, a function of the set of values, are computed from the counts (DuckDB's
+  hash() of each value, as for the rows) only when a merge truncates them, so most refreshes need no
+  DuckDB at all;
 - quantiles and numeric drift: a t-digest (`datasketches.tdigest_double`, deterministic for a given input
   and merge order; KLL's compaction is randomised), kept serialised: every fold step deserialises, merges
   and serialises again, so a refresh boundary in the middle of a fold cannot change the result;
@@ -53,6 +57,19 @@ class ValueCounts:
     def top(self, k: int) -> list[tuple[str, int]]:
         return sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:k]
 
+    def sorted_counts(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """The values with a nonzero count, sorted, and their counts (float64); computed once (a state's
+        counts never change: merges make new ones), for the drift of every window compared with it."""
+        cached = self.__dict__.get("_sorted")
+        if cached is None:
+            values = tuple(sorted(v for v, n in self.counts.items() if n))
+            cached = (values, np.array([self.counts[v] for v in values], dtype=np.float64))
+            self.__dict__["_sorted"] = cached
+        return cached
+
+    def __getstate__(self) -> dict:
+        return {"counts": self.counts, "truncated": self.truncated}  # not the cache
+
 
 def capped(counts: dict[str, int], truncated: bool = False) -> ValueCounts:
     if len(counts) <= VALUE_CAP:
@@ -94,8 +111,9 @@ class GroupState:
 LEN_NONE = np.iinfo(np.int64).max
 
 
-def merge(a: GroupState, b: GroupState, quality_merge=None) -> GroupState:
-    """The fold step: `a` holds earlier files, `b` a later one."""
+def merge(a: GroupState, b: GroupState, quality_merge=None, registers=None) -> GroupState:
+    """The fold step: `a` holds earlier files, `b` a later one. `registers(values)` gives the HLL of a list
+    of categorical values (needed when exact value counts get truncated)."""
     n = a.n + b.n
     delta = b.mean - a.mean
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -104,18 +122,34 @@ def merge(a: GroupState, b: GroupState, quality_merge=None) -> GroupState:
         m2 = np.where(n > 0, a.m2 + b.m2 + delta * delta * (a.n * b.n / safe), 0.0)
     mean = np.where(a.n == 0, b.mean, np.where(b.n == 0, a.mean, mean))
     m2 = np.where(a.n == 0, b.m2, np.where(b.n == 0, a.m2, m2))
+    counts = [x.merge(y) if x is not None and y is not None else (x if y is None else y)
+              for x, y in zip(a.counts, b.counts)]
     return GroupState(
         rows=a.rows + b.rows, nulls=a.nulls + b.nulls, nans=a.nans + b.nans, zeros=a.zeros + b.zeros,
         n=n, mean=mean, m2=m2, vmin=np.minimum(a.vmin, b.vmin), vmax=np.maximum(a.vmax, b.vmax),
         len_min=np.minimum(a.len_min, b.len_min), len_max=np.maximum(a.len_max, b.len_max),
         len_sum=a.len_sum + b.len_sum,
-        hll=[x.merge(y) for x, y in zip(a.hll, b.hll)],
+        hll=[merge_hll(x, y, xc, yc, c, registers) for x, y, xc, yc, c in zip(a.hll, b.hll, a.counts, b.counts, counts)],
         digest=[merge_digests(x, y) for x, y in zip(a.digest, b.digest)],
-        counts=[x.merge(y) if x is not None and y is not None else (x if y is None else y)
-                for x, y in zip(a.counts, b.counts)],
+        counts=counts,
         values=[merge_values(x, y) for x, y in zip(a.values, b.values)],
         quality=_merge_quality(a.quality, b.quality, quality_merge),
     )
+
+
+def merge_hll(a: HLL | None, b: HLL | None, a_counts: ValueCounts | None, b_counts: ValueCounts | None,
+              merged: ValueCounts | None, registers) -> HLL | None:
+    """Registers of a merge; None (left to the counts) while the merged categorical counts are exact. A
+    side that was exact until now gets its registers from all its values, before the cap drops some."""
+    if a is not None and b is not None:
+        return a.merge(b)
+    if merged is not None and not merged.truncated:
+        return None
+    if registers is None:
+        raise ValueError("merging value counts past the cap needs the registers of their values")
+    a = a if a is not None else registers(list(a_counts.counts))
+    b = b if b is not None else registers(list(b_counts.counts))
+    return a.merge(b)
 
 
 def merge_digests(a: bytes | None, b: bytes | None) -> bytes | None:
@@ -177,7 +211,7 @@ def exact_quantiles(values: dict, qs) -> list[float]:
 Windows = dict  # window key -> {group key: GroupState}
 
 
-def fold(windows: Windows, partials: list, quality_merge=None) -> set:
+def fold(windows: Windows, partials: list, quality_merge=None, registers=None) -> set:
     """Fold partial states into `windows` in their files' fold order (partials of one file are adjacent
     and files come in order); returns the window keys changed. After each file, slicing expressions with
     more than SLICE_CAP values in a window keep the SLICE_CAP most frequent (ties by value), so even that
@@ -192,7 +226,7 @@ def fold(windows: Windows, partials: list, quality_merge=None) -> set:
             p = partials[j]
             groups = windows.setdefault(p.window, {})
             current = groups.get(p.group)
-            groups[p.group] = p.state if current is None else merge(current, p.state, quality_merge)
+            groups[p.group] = p.state if current is None else merge(current, p.state, quality_merge, registers)
             touched.add(p.window)
             j += 1
         for window in touched:
