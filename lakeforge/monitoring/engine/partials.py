@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from datasketches import tdigest_double
 
 from lakeforge.errors import InvalidParameter
-from lakeforge.monitoring.engine import hll, windows
+from lakeforge.monitoring.engine import hll, tdigest, windows
 from lakeforge.monitoring.engine.columns import CATEGORICAL, NUMERIC, Column
 from lakeforge.monitoring.engine.model_quality import QualityUpdater
 from lakeforge.monitoring.engine.scan import FILE_COLUMN, Chunk
@@ -326,7 +326,13 @@ class _GroupTable:
         self.counts = [[None] * n_columns for _ in range(G)]
         self.values = [[None] * n_columns for _ in range(G)]
         self.quality: list[bytes | None] = [None] * G
-        self._local = grouping.rows - grouping.piece[0]  # row positions within the piece
+        local = grouping.rows - grouping.piece[0]  # row positions within the piece
+        # All of the piece's rows, already in group order (a file of one window, no slices, a baseline):
+        # a view instead of gathering every column through the index; the same values either way.
+        size = grouping.piece[1] - grouping.piece[0]
+        identity = local.size == size and (size == 0 or (local[0] == 0 and local[-1] == size - 1
+                                                          and bool(np.all(local[1:] > local[:-1]))))
+        self._local = slice(None) if identity else local
 
     def add_column(self, ci: int, v: _ColumnValues) -> None:
         """Column `ci`'s per-group figures from `v`, the column's values in this grouping's piece."""
@@ -356,9 +362,12 @@ class _GroupTable:
                 self.values[k][ci] = {}
                 if b > a:  # sorted first: the same digest for the same values, and twice as fast
                     ordered = np.sort(xv[a:b])
-                    digest = tdigest_double(TDIGEST_K)
-                    digest.update(ordered)
-                    self.digest[k][ci] = digest.serialize()
+                    if ordered.size >= tdigest.MIN_VALUES:
+                        self.digest[k][ci] = tdigest.from_sorted(ordered, TDIGEST_K)
+                    else:
+                        digest = tdigest_double(TDIGEST_K)
+                        digest.update(ordered)
+                        self.digest[k][ci] = digest.serialize()
                     self.values[k][ci] = _exact_values(ordered)
             self._hll(ci, gv, v.idx[rows][valid], v.rank[rows][valid])
         elif v.codes is not None:
