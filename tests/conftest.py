@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.harness import Server, create_pg_database, drop_pg_database, start_server
@@ -50,3 +53,30 @@ def serving_models(server):
     from tests.serving_models import register_models
 
     return register_models(server)
+
+
+@pytest.fixture
+def lf(server):
+    """The Lakeforge SDK as the bootstrap admin."""
+    from lakeforge import Client
+
+    with Client(server.url, server.admin_token) as c:
+        yield c
+
+
+@pytest.fixture
+def cli(server, tmp_path):
+    """Runs `lakeforge ARGS` against the server as the admin (or `token`); asserts exit 0 unless `ok=False`."""
+    env = {**server.env, "LAKEFORGE_HOST": server.url, "LAKEFORGE_TOKEN": server.admin_token,
+           "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
+
+    def run(*args: str, input: str | None = None, token: str | None = None,
+            ok: bool = True) -> subprocess.CompletedProcess:
+        e = {**env, "LAKEFORGE_TOKEN": token} if token else env
+        out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", *args], env=e, input=input,
+                             capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+        if ok:
+            assert out.returncode == 0, out.stderr + out.stdout
+        return out
+
+    return run

@@ -6,26 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
-
-@pytest.fixture
-def cli(server, tmp_path):
-    env = {**server.env, "LAKEFORGE_HOST": server.url, "LAKEFORGE_TOKEN": server.admin_token,
-           "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
-
-    def run(*args, input: str | None = None, token: str | None = None, ok: bool = True):
-        e = dict(env)
-        if token:
-            e["LAKEFORGE_TOKEN"] = token
-        out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", *args], env=e, input=input,
-                             capture_output=True, text=True, timeout=120)
-        if ok:
-            assert out.returncode == 0, out.stderr + out.stdout
-        return out
-
-    return run
-
 
 def test_catalog_schema_grant_flow(cli, unique):
     cat = unique("cli")
@@ -151,7 +131,7 @@ def test_token_never_sent_to_another_host(tmp_path, monkeypatch):
 
 def test_listen_host_is_not_the_client_url(tmp_path):
     """LAKEFORGE_HOST is the URL clients use; `up` must not try to listen on it."""
-    from tests.harness import free_port, wait_ready, Server
+    from tests.harness import Server, free_port, wait_ready
 
     port = free_port()
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("LAKEFORGE_")}

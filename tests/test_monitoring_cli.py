@@ -7,36 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pyarrow as pa
 import pytest
 
-from lakeforge import ApiError, Client
+from lakeforge import ApiError
 from lakeforge.client.monitoring import RefreshFailed
 from tests.monitoring_metrics import MODEL_COL, inference_log
-
-
-@pytest.fixture
-def lf(server):
-    with Client(server.url, server.admin_token) as c:
-        yield c
-
-
-@pytest.fixture
-def cli(server, tmp_path):
-    env = {**server.env, "LAKEFORGE_HOST": server.url, "LAKEFORGE_TOKEN": server.admin_token,
-           "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
-
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", *args], env=env, capture_output=True,
-                             text=True, timeout=300, check=False, cwd=tmp_path)
-        if ok:
-            assert out.returncode == 0, out.stderr + out.stdout
-        return out
-
-    return run
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ worker processes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -23,27 +21,6 @@ from tests.serving_models import split_body
 @pytest.fixture(scope="module")
 def models(serving_models):
     return serving_models
-
-
-@pytest.fixture
-def lf(server):
-    with Client(server.url, server.admin_token) as c:
-        yield c
-
-
-@pytest.fixture
-def cli(server, tmp_path):
-    env = {**server.env, "LAKEFORGE_HOST": server.url, "LAKEFORGE_TOKEN": server.admin_token,
-           "LAKEFORGE_PROFILES": str(tmp_path / "none.toml"), "COLUMNS": "200"}
-
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([sys.executable, "-m", "lakeforge.cli.main", *args], env=env, capture_output=True,
-                             text=True, timeout=300, check=False)
-        if ok:
-            assert out.returncode == 0, out.stderr + out.stdout
-        return out
-
-    return run
 
 
 def _wait(predicate, timeout=60.0, every=0.5):
